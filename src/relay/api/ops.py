@@ -1,0 +1,23 @@
+"""Operational endpoints: ``/health`` and ``/metrics``."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app, jsonify
+
+from relay.monitoring.health import HealthChecker
+
+ops = Blueprint("ops", __name__)
+
+
+@ops.get("/health")
+def health() -> tuple[Response, int]:
+    """200 when Redis, the database and a consumer per routed queue are all fine, else 503."""
+    report = HealthChecker(current_app.extensions["relay"]).check()
+    return jsonify(report.as_dict()), 200 if report.healthy else 503
+
+
+@ops.get("/metrics")
+def metrics() -> Response:
+    """Prometheus exposition."""
+    body = current_app.extensions["relay"].metrics.render()
+    return Response(body, mimetype="text/plain; version=0.0.4")

@@ -1,0 +1,40 @@
+"""The API server: gunicorn with gevent workers, so many SSE streams can stay open at once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from relay.config import Settings
+
+
+class ApiServer(BaseApplication):  # type: ignore[misc]
+    """gunicorn application that builds relay's Flask app inside each worker (after patching)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        super().__init__()
+
+    def load_config(self) -> None:
+        api = self.settings.api
+        options: dict[str, Any] = {
+            "bind": f"{api.host}:{api.port}",
+            "workers": api.workers,
+            "worker_class": "gevent",
+            "worker_connections": 1000,
+            "timeout": 60,
+            "graceful_timeout": 5,
+            "keepalive": 5,
+            "accesslog": None,
+            "errorlog": "-",
+            "loglevel": self.settings.log.level.lower(),
+            "proc_name": "relay-api",
+        }
+        for key, value in options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        from relay.app_factory import create_app
+
+        return create_app(self.settings)

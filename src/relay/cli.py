@@ -1,0 +1,158 @@
+"""``relay`` command line: up, api, worker, beat, migrate, queues, config."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from typing import Any
+
+import click
+
+from relay.config import Settings, describe_settings, load_settings
+from relay.errors import RelayError
+from relay.tasks import catalog
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except RelayError as exc:
+        raise click.ClickException(exc.message) from None
+
+
+@click.group()
+def main() -> None:
+    """relay: the event and task backbone of a multi-tenant AI application platform."""
+
+
+@main.command()
+@click.option(
+    "--startup-timeout", default=60.0, show_default=True, help="Seconds to become healthy"
+)
+def up(startup_timeout: float) -> None:
+    """Run the whole stack (Redis if needed, migrations, worker, beat, API) until Ctrl-C."""
+    from relay.supervisor import Supervisor
+
+    sys.exit(Supervisor(_settings(), startup_timeout=startup_timeout).run())
+
+
+@main.command()
+def api() -> None:
+    """Serve the HTTP API (gunicorn + gevent; ``relay.__main__`` has patched the stdlib)."""
+    from relay.api.server import ApiServer
+
+    ApiServer(_settings()).run()
+
+
+@main.command()
+@click.option("--queues", "-Q", default="all", show_default=True, help="Comma-separated, or 'all'")
+@click.option("--concurrency", "-c", type=int, default=None, help="Worker processes")
+@click.option("--pool", default="prefork", show_default=True)
+@click.option("--hostname", "-n", default=None, help="Worker node name")
+def worker(queues: str, concurrency: int | None, pool: str, hostname: str | None) -> None:
+    """Run a Celery worker on the given queues."""
+    from relay.app_factory import create_app
+    from relay.tasks.worker import install_worker_hooks
+
+    settings = _settings()
+    names = catalog.queue_names() if queues == "all" else [q.strip() for q in queues.split(",")]
+    unknown = sorted(set(names) - set(catalog.queue_names()))
+    if unknown:
+        raise click.BadParameter(f"unknown queue(s): {', '.join(unknown)}", param_hint="--queues")
+    app = create_app(settings)
+    runtime = app.extensions["relay"]
+    install_worker_hooks(runtime)
+    argv = [
+        "worker",
+        "--queues", ",".join(names),
+        "--concurrency", str(concurrency or settings.celery.concurrency),
+        "--pool", pool,
+        "--hostname", hostname or f"relay-{os.getpid()}@{socket.gethostname()}",
+        "--loglevel", settings.log.level,
+        "--without-mingle",
+        "--without-gossip",
+    ]  # fmt: skip
+    runtime.celery.worker_main(argv)
+
+
+@main.command()
+def beat() -> None:
+    """Run the beat scheduler (celery-redbeat: a second beat waits for the lock)."""
+    from relay.app_factory import create_app
+
+    runtime = create_app(_settings()).extensions["relay"]
+    runtime.celery.start(["beat", "--loglevel", runtime.settings.log.level])
+
+
+@main.command()
+@click.option("--revision", default="head", show_default=True)
+@click.option("--down", is_flag=True, help="Downgrade to the revision instead")
+def migrate(revision: str, down: bool) -> None:
+    """Apply (or revert) database migrations."""
+    from relay import migrations
+
+    settings = _settings()
+    if down:
+        migrations.downgrade(settings.database_url, revision if revision != "head" else "base")
+    else:
+        migrations.upgrade(settings.database_url, revision)
+    click.echo(f"database at revision {migrations.current(settings.database_url) or 'base'}")
+
+
+@main.group()
+def queues() -> None:
+    """Inspect queues."""
+
+
+def _runtime() -> Any:
+    from relay.app_factory import create_runtime
+
+    return create_runtime(_settings())
+
+
+@queues.command("check")
+@click.option("--timeout", default=2.0, show_default=True, help="Seconds to wait for workers")
+def queues_check(timeout: float) -> None:
+    """Exit non-zero when a routed queue has no live consumer."""
+    from relay.services.queue_service import check_consumers
+
+    result = check_consumers(_runtime(), timeout)
+    for queue, hosts in result.consumers.items():
+        click.echo(f"{queue:24} {', '.join(hosts) if hosts else 'NO CONSUMER'}")
+    if result.missing:
+        raise click.ClickException(
+            "no live consumer for routed queue(s): " + ", ".join(result.missing)
+        )
+    click.echo("every routed queue has a consumer")
+
+
+@queues.command("list")
+def queues_list() -> None:
+    """Every queue with its purpose, routed tasks and current length."""
+    from relay.services.queue_service import queue_lengths
+
+    lengths = queue_lengths(_runtime())
+    for spec in catalog.QUEUES:
+        tasks = [t.name for t in catalog.TASKS if t.queue == spec.name]
+        click.echo(
+            f"{spec.name:24} {lengths.get(spec.name, 0):>7}  {spec.purpose}  [{', '.join(tasks)}]"
+        )
+
+
+@main.command("config")
+@click.option("--markdown", is_flag=True, help="As the Markdown table in the README")
+def config_cmd(markdown: bool) -> None:
+    """Print every setting: environment variable, default, meaning."""
+    if markdown:
+        click.echo(settings_table())
+        return
+    for name, default, description in describe_settings():
+        click.echo(f"{name:36} {default:28} {description}")
+
+
+def settings_table() -> str:
+    """The README's configuration table."""
+    lines = ["| variable | default | meaning |", "|---|---|---|"]
+    lines += [f"| `{n}` | `{d}` | {text} |" for n, d, text in describe_settings()]
+    return "\n".join(lines)

@@ -1,0 +1,249 @@
+"""relay's settings: nested pydantic-settings models read from ``RELAY_<SECTION>_<FIELD>``.
+
+Every value has a documented default so that relay runs with no environment at all (embedded
+Redis and SQLite under ``var/``). ``load_settings()`` validates once at start-up and turns a bad
+value into one clear message that names the environment variable.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from relay.errors import ConfigError
+
+ENV_PREFIX = "RELAY_"
+
+
+class Plan(StrEnum):
+    """Billing plan of a tenant; drives queues, concurrency and fair-share weights."""
+
+    SANDBOX = "sandbox"
+    PROFESSIONAL = "professional"
+    TEAM = "team"
+    ENTERPRISE = "enterprise"
+
+
+class RedisSettings(BaseModel):
+    """Redis used as broker, result store and coordination."""
+
+    url: str | None = Field(
+        None,
+        description="redis://, rediss:// or unix:// URL; unset starts an embedded Redis under var/",
+    )
+    sentinels: str | None = Field(
+        None, description="Comma-separated host:port list of Sentinels (enables Sentinel mode)"
+    )
+    sentinel_master: str = Field("mymaster", description="Sentinel master name")
+    ssl_ca_certs: str | None = Field(None, description="CA bundle for rediss://")
+    ssl_certfile: str | None = Field(None, description="Client certificate for rediss://")
+    ssl_keyfile: str | None = Field(None, description="Client key for rediss://")
+    socket_timeout: float = Field(5.0, gt=0, description="Seconds before a Redis call times out")
+    retries: int = Field(
+        3, ge=0, description="Retries with exponential backoff on connection errors"
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+
+class DatabaseSettings(BaseModel):
+    """SQL database (SQLite embedded default, PostgreSQL through psycopg 3)."""
+
+    url: str | None = Field(None, description="SQLAlchemy URL; unset uses SQLite at var/relay.db")
+    pool_size: int = Field(10, ge=1, description="Connection pool size (PostgreSQL)")
+    echo: bool = Field(False, description="Log every SQL statement")
+
+    @field_validator("url")
+    @classmethod
+    def _dialect(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        if value.startswith(("postgresql://", "postgres://")):
+            # psycopg 3 is the driver relay ships with; psycopg2 is not a dependency.
+            return "postgresql+psycopg://" + value.split("://", 1)[1]
+        if not value.startswith(("sqlite", "postgresql+psycopg://")):
+            raise ValueError("must be a sqlite:// or postgresql:// URL")
+        return value
+
+
+class CelerySettings(BaseModel):
+    """Celery broker and worker behaviour."""
+
+    broker_url: str | None = Field(
+        None, description="Broker URL (e.g. amqp://guest:guest@127.0.0.1:5672//); unset uses Redis"
+    )
+    visibility_timeout: int = Field(
+        7200, gt=0, description="Seconds before an unacknowledged Redis message is redelivered"
+    )
+    concurrency: int = Field(2, ge=1, description="Worker processes started by `relay up`")
+    prefetch_multiplier: int = Field(1, ge=1, description="Messages reserved per worker process")
+    result_expires: int = Field(86400, gt=0, description="Seconds task results are kept")
+
+
+class ApiSettings(BaseModel):
+    """HTTP API server."""
+
+    host: str = Field("127.0.0.1", description="Address the API binds to")
+    port: int = Field(5001, ge=0, le=65535, description="Port the API binds to")
+    workers: int = Field(1, ge=1, description="gunicorn worker processes (gevent)")
+    admin_token: str | None = Field(None, description="Bearer token for admin endpoints")
+
+
+class StreamingSettings(BaseModel):
+    """Run event streams (SSE)."""
+
+    ping_interval: float = Field(10.0, gt=0, description="Seconds between SSE pings")
+    retention: int = Field(600, gt=0, description="Seconds a run's stream is kept after its end")
+    max_execution_time: int = Field(1200, gt=0, description="Seconds before a listener gives up")
+
+
+class TenancySettings(BaseModel):
+    """Per-plan concurrency and fair-share weights."""
+
+    weights: dict[Plan, int] = Field(
+        default_factory=lambda: {
+            Plan.SANDBOX: 1,
+            Plan.PROFESSIONAL: 4,
+            Plan.TEAM: 8,
+            Plan.ENTERPRISE: 16,
+        },
+        description="Fair-share weight per plan (JSON object)",
+    )
+    concurrency: dict[Plan, int] = Field(
+        default_factory=lambda: {
+            Plan.SANDBOX: 1,
+            Plan.PROFESSIONAL: 4,
+            Plan.TEAM: 8,
+            Plan.ENTERPRISE: 16,
+        },
+        description="Tasks one tenant may run at once per task type (JSON object)",
+    )
+
+    @field_validator("weights", "concurrency")
+    @classmethod
+    def _positive(cls, value: dict[Plan, int]) -> dict[Plan, int]:
+        bad = [str(plan) for plan, n in value.items() if n < 1]
+        if bad:
+            raise ValueError(f"must be at least 1 for {', '.join(bad)}")
+        return value
+
+
+class MonitoringSettings(BaseModel):
+    """Health checks, metrics and alerts."""
+
+    health_timeout: float = Field(1.0, gt=0, description="Seconds a health probe may take")
+    worker_ttl: int = Field(30, gt=0, description="Seconds a worker's presence outlives its beat")
+    alert_webhook: str | None = Field(None, description="URL that receives alerts as JSON")
+
+
+class LogSettings(BaseModel):
+    """Logging."""
+
+    level: str = Field("INFO", description="Log level")
+    json_format: bool = Field(True, description="JSON lines (true) or plain text (false)")
+
+    @field_validator("level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        value = value.upper()
+        if value not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        return value
+
+
+class Settings(BaseSettings):
+    """All of relay's settings. ``RELAY_REDIS_URL`` sets ``redis.url`` and so on."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="_",
+        env_nested_max_split=1,
+        extra="ignore",
+    )
+
+    var_dir: Path = Field(Path("var"), description="Directory for embedded Redis, SQLite, spool")
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    celery: CelerySettings = Field(default_factory=CelerySettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    streaming: StreamingSettings = Field(default_factory=StreamingSettings)
+    tenancy: TenancySettings = Field(default_factory=TenancySettings)
+    monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+
+    @model_validator(mode="after")
+    def _absolute_var_dir(self) -> Settings:
+        self.var_dir = self.var_dir.resolve()
+        return self
+
+    @property
+    def embedded_redis(self) -> bool:
+        """True when relay must run its own Redis server."""
+        return self.redis.url is None and self.redis.sentinels is None
+
+    @property
+    def database_url(self) -> str:
+        """The SQLAlchemy URL in effect (SQLite under var/ by default)."""
+        return self.database.url or f"sqlite:///{self.var_dir / 'relay.db'}"
+
+    @property
+    def redis_socket(self) -> Path:
+        """Unix socket of the embedded Redis server."""
+        return self.var_dir / "redis" / "redis.sock"
+
+
+def _env_name(loc: tuple[int | str, ...]) -> str:
+    parts = [str(p) for p in loc if not str(p).isdigit()]
+    return ENV_PREFIX + "_".join(parts[:2]).upper() if parts else ENV_PREFIX
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read and validate settings; raise ``ConfigError`` naming each bad variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = [f"{_env_name(err['loc'])}: {err['msg']}" for err in exc.errors()]
+        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
+
+
+def describe_settings() -> list[tuple[str, str, str]]:
+    """(environment variable, default, description) for every setting, for docs and the CLI."""
+    rows: list[tuple[str, str, str]] = []
+    for name, field in Settings.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            for sub, subfield in annotation.model_fields.items():
+                default = subfield.get_default(call_default_factory=True)
+                rows.append(
+                    (
+                        f"{ENV_PREFIX}{name}_{sub}".upper(),
+                        _show(default),
+                        subfield.description or "",
+                    )
+                )
+        else:
+            rows.append(
+                (
+                    f"{ENV_PREFIX}{name}".upper(),
+                    _show(field.get_default(call_default_factory=True)),
+                    field.description or "",
+                )
+            )
+    return rows
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "(unset)"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items())
+    return str(value)

@@ -1,0 +1,111 @@
+"""Celery application: broker and backend from settings, queues and routes from the catalogue.
+
+Delivery is at-least-once: ``acks_late`` with ``reject_on_worker_lost``, one prefetched message per
+process, and a Redis visibility timeout above the longest hard time limit (checked here, so a
+long task is never redelivered while it still runs).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from celery import Celery
+from kombu import Exchange, Queue
+
+from relay.config import Settings
+from relay.errors import ConfigError
+from relay.tasks import catalog
+
+
+def broker_url(settings: Settings, redis_url: str) -> str:
+    """The Celery broker URL: explicit ``RELAY_CELERY_BROKER_URL`` or relay's Redis."""
+    if settings.celery.broker_url:
+        return settings.celery.broker_url
+    return celery_redis_url(settings, redis_url)
+
+
+def celery_redis_url(settings: Settings, redis_url: str) -> str:
+    """relay's Redis in the URL form kombu and Celery's backend understand."""
+    if settings.redis.sentinels:
+        return ";".join(f"sentinel://{h.strip()}" for h in settings.redis.sentinels.split(","))
+    if redis_url.startswith("unix://"):
+        return "redis+socket://" + urlsplit(redis_url).path
+    return redis_url
+
+
+def _transport_options(settings: Settings) -> dict[str, Any]:
+    options: dict[str, Any] = {"visibility_timeout": settings.celery.visibility_timeout}
+    if settings.redis.sentinels:
+        options["master_name"] = settings.redis.sentinel_master
+    return options
+
+
+def check_visibility_timeout(settings: Settings) -> None:
+    """Refuse a visibility timeout that would redeliver a task while it still runs."""
+    longest = catalog.longest_time_limit()
+    if settings.celery.visibility_timeout <= longest:
+        raise ConfigError(
+            f"RELAY_CELERY_VISIBILITY_TIMEOUT ({settings.celery.visibility_timeout}s) must exceed "
+            f"the longest task time limit ({longest}s)"
+        )
+
+
+def init_celery(settings: Settings, redis_url: str) -> Celery:
+    """Create the Celery app for this process (tasks are imported from the catalogue)."""
+    check_visibility_timeout(settings)
+    app = Celery("relay", set_as_current=True)
+    backend = celery_redis_url(settings, redis_url)
+    exchange = Exchange("relay", type="direct")
+    ssl: dict[str, Any] | None = None
+    if redis_url.startswith("rediss://"):
+        ssl = {
+            "ssl_cert_reqs": "required",
+            "ssl_ca_certs": settings.redis.ssl_ca_certs,
+            "ssl_certfile": settings.redis.ssl_certfile,
+            "ssl_keyfile": settings.redis.ssl_keyfile,
+        }
+    app.conf.update(
+        broker_url=broker_url(settings, redis_url),
+        result_backend=backend,
+        broker_transport_options=_transport_options(settings),
+        result_backend_transport_options=_transport_options(settings),
+        broker_connection_retry_on_startup=True,
+        broker_use_ssl=ssl if not settings.celery.broker_url else None,
+        redis_backend_use_ssl=ssl,
+        task_queues=[Queue(q.name, exchange, routing_key=q.name) for q in catalog.QUEUES],
+        task_default_exchange="relay",
+        task_default_queue="monitor",
+        task_default_routing_key="monitor",
+        task_routes={t.name: {"queue": t.queue, "routing_key": t.queue} for t in catalog.TASKS},
+        task_annotations={
+            t.name: {"soft_time_limit": t.soft_time_limit, "time_limit": t.time_limit}
+            for t in catalog.TASKS
+        },
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        result_expires=settings.celery.result_expires,
+        result_extended=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_track_started=True,
+        worker_prefetch_multiplier=settings.celery.prefetch_multiplier,
+        worker_hijack_root_logger=False,
+        worker_redirect_stdouts=False,
+        worker_send_task_events=False,
+        broker_connection_timeout=settings.redis.socket_timeout,
+        beat_schedule={b.name: {"task": b.task, "schedule": b.every} for b in catalog.BEAT},
+        beat_scheduler="redbeat.RedBeatScheduler",
+        redbeat_redis_url=redis_url,
+        redbeat_key_prefix="relay:beat:",
+        redbeat_lock_timeout=60,
+        timezone="UTC",
+        enable_utc=True,
+        include=list(catalog.TASK_MODULES),
+    )
+    from relay.tasks.worker import PresenceStep
+
+    app.steps["consumer"].add(PresenceStep)
+    app.set_default()
+    return app

@@ -1,0 +1,1 @@
+"""Health checks, worker presence, queue monitoring and metrics."""

@@ -1,0 +1,100 @@
+"""Health of relay's components: Redis, database and a live consumer for every routed queue."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from relay.monitoring.presence import WorkerPresence
+from relay.tasks.catalog import routed_queues
+
+if TYPE_CHECKING:
+    from relay.runtime import Runtime
+
+
+@dataclass(frozen=True)
+class ComponentHealth:
+    """Result of one probe."""
+
+    name: str
+    ok: bool
+    latency_ms: float
+    error: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    """All probes; healthy only when every component is."""
+
+    components: list[ComponentHealth]
+
+    @property
+    def healthy(self) -> bool:
+        return all(c.ok for c in self.components)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "status": "healthy" if self.healthy else "unhealthy",
+            "failing": [c.name for c in self.components if not c.ok],
+            "components": {
+                c.name: {
+                    "ok": c.ok,
+                    "latency_ms": round(c.latency_ms, 2),
+                    **({"error": c.error} if c.error else {}),
+                    **c.details,
+                }
+                for c in self.components
+            },
+        }
+
+
+def _probe(name: str, fn: Callable[[], dict[str, Any] | None]) -> ComponentHealth:
+    started = time.perf_counter()
+    try:
+        details = fn() or {}
+    except Exception as exc:  # a probe reports any failure instead of raising
+        return ComponentHealth(name, False, (time.perf_counter() - started) * 1000, str(exc))
+    error = details.pop("error", None)
+    return ComponentHealth(
+        name, error is None, (time.perf_counter() - started) * 1000, error, details
+    )
+
+
+class HealthChecker:
+    """Runs the probes against one runtime."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.presence = WorkerPresence(runtime.redis, runtime.settings.monitoring.worker_ttl)
+
+    def check(self) -> HealthReport:
+        return HealthReport(
+            [
+                _probe("redis", self._redis),
+                _probe("database", self._database),
+                _probe("workers", self._workers),
+            ]
+        )
+
+    def _redis(self) -> dict[str, Any] | None:
+        self.runtime.redis.ping()
+        return None
+
+    def _database(self) -> dict[str, Any] | None:
+        self.runtime.db.ping()
+        return None
+
+    def _workers(self) -> dict[str, Any]:
+        live = self.presence.live()
+        queues = {
+            queue: sorted(host for host, consumed in live.items() if queue in consumed)
+            for queue in routed_queues()
+        }
+        missing = [queue for queue, hosts in queues.items() if not hosts]
+        details: dict[str, Any] = {"workers": sorted(live), "queues": queues}
+        if missing:
+            details["error"] = "no live consumer for queue(s): " + ", ".join(missing)
+        return details

@@ -1,0 +1,31 @@
+"""``Runtime``: the process's configured clients, passed explicitly instead of module globals."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from relay.config import Settings
+from relay.extensions.embedded import EmbeddedRedis
+from relay.extensions.ext_db import Database
+from relay.extensions.ext_metrics import Metrics
+
+
+@dataclass
+class Runtime:
+    """Everything a service or task needs from the outside world."""
+
+    settings: Settings
+    redis_url: str
+    db: Database
+    redis: redis.Redis
+    celery: Any
+    metrics: Metrics
+    embedded_redis: EmbeddedRedis | None = None
+
+    def close(self) -> None:
+        """Release connections (the embedded Redis stays up until its owner exits)."""
+        self.db.close()
+        self.redis.close()

@@ -1,0 +1,48 @@
+"""Queue operations for the CLI: which routed queues lack a consumer, and queue lengths."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from relay.errors import QueueCheckError
+from relay.monitoring.queues import QueueMonitor
+from relay.runtime import Runtime
+from relay.tasks import catalog
+
+
+@dataclass(frozen=True)
+class QueueCheck:
+    """Consumers found per routed queue."""
+
+    consumers: dict[str, list[str]]
+
+    @property
+    def missing(self) -> list[str]:
+        return [queue for queue, hosts in self.consumers.items() if not hosts]
+
+
+def check_consumers(runtime: Runtime, timeout: float = 2.0) -> QueueCheck:
+    """Ask every worker (broadcast) which queues it consumes; authoritative, costs ``timeout``."""
+    replies = runtime.celery.control.inspect(timeout=timeout).active_queues() or {}
+    consumers: dict[str, list[str]] = {queue: [] for queue in catalog.routed_queues()}
+    for host, queues in replies.items():
+        for queue in queues:
+            if queue["name"] in consumers:
+                consumers[queue["name"]].append(host)
+    return QueueCheck({q: sorted(h) for q, h in consumers.items()})
+
+
+def require_consumers(runtime: Runtime, timeout: float = 2.0) -> QueueCheck:
+    """Like ``check_consumers`` but raise ``QueueCheckError`` naming each queue without one."""
+    result = check_consumers(runtime, timeout)
+    if result.missing:
+        raise QueueCheckError(
+            "no live consumer for routed queue(s): " + ", ".join(result.missing),
+            details={"missing": result.missing},
+        )
+    return result
+
+
+def queue_lengths(runtime: Runtime) -> dict[str, int]:
+    """Messages waiting per catalogued queue."""
+    return QueueMonitor(runtime.celery, runtime.redis).lengths()

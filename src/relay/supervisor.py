@@ -1,0 +1,182 @@
+"""``relay up``: the whole stack as one process tree on one machine.
+
+The supervisor owns the embedded Redis (when no URL is configured), runs migrations, starts a
+worker consuming every queue, beat and the API server as child processes, waits for ``/health``
+and the queue check, and prints the URLs. SIGINT or SIGTERM stops the children in order (API,
+beat, worker with a warm shutdown) and then Redis. Every child also carries a parent-death
+signal, so even a SIGKILLed supervisor leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+
+import httpx
+
+from relay.app_factory import resolve_redis_url
+from relay.config import Settings
+from relay.errors import RelayError
+from relay.extensions.embedded import EmbeddedRedis, die_with_parent
+from relay.extensions.ext_logging import init_logging
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Child:
+    """One supervised process."""
+
+    name: str
+    argv: list[str]
+    stop_timeout: float
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    def start(self, env: dict[str, str]) -> None:
+        self.process = subprocess.Popen(
+            self.argv,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=die_with_parent,
+            process_group=0,  # Ctrl-C reaches the supervisor only; it stops children in order
+        )
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self) -> None:
+        if not self.alive():
+            return
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(self.stop_timeout)
+        except subprocess.TimeoutExpired:
+            log.warning(
+                "child did not stop; killing", extra={"action": "up.kill", "child": self.name}
+            )
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+class Supervisor:
+    """Runs and stops relay's processes."""
+
+    def __init__(self, settings: Settings, *, startup_timeout: float = 60.0) -> None:
+        self.settings = settings
+        self.startup_timeout = startup_timeout
+        self.stopping = threading.Event()
+        relay = [sys.executable, "-m", "relay"]
+        self.children = [
+            Child(
+                "worker",
+                [
+                    *relay,
+                    "worker",
+                    "--queues",
+                    "all",
+                    "--concurrency",
+                    str(settings.celery.concurrency),
+                ],
+                stop_timeout=60,
+            ),
+            Child("beat", [*relay, "beat"], stop_timeout=10),
+            Child("api", [*relay, "api"], stop_timeout=15),
+        ]
+        self.embedded: EmbeddedRedis | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.settings.api.host}:{self.settings.api.port}"
+
+    def run(self) -> int:
+        """Start everything, wait for a signal, stop everything. Returns the exit code."""
+        init_logging(self.settings)
+        started = time.monotonic()
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        try:
+            env = self._prepare()
+            for child in self.children:
+                child.start(env)
+            self._wait_until_up()
+            print(f"relay is up in {time.monotonic() - started:.1f}s", flush=True)
+            print(f"  API        {self.base_url}/v1", flush=True)
+            print(f"  health     {self.base_url}/health", flush=True)
+            print(f"  metrics    {self.base_url}/metrics", flush=True)
+            print("Press Ctrl-C to stop.", flush=True)
+            while not self.stopping.wait(0.5):
+                dead = [c.name for c in self.children if not c.alive()]
+                if dead:
+                    log.error("child exited", extra={"action": "up.child_exited", "children": dead})
+                    return 1
+            return 0
+        except RelayError as exc:
+            print(f"relay up failed: {exc.message}", file=sys.stderr, flush=True)
+            return 1
+        finally:
+            self.shutdown()
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        self.stopping.set()
+
+    def _prepare(self) -> dict[str, str]:
+        from relay.migrations import upgrade
+
+        redis_url, self.embedded = resolve_redis_url(self.settings)
+        upgrade(self.settings.database_url)
+        env = dict(os.environ)
+        env["RELAY_VAR_DIR"] = str(self.settings.var_dir)
+        if self.embedded is not None:
+            # Children reuse the supervisor's server; they never own it.
+            env["RELAY_REDIS_URL"] = redis_url
+        return env
+
+    def _wait_until_up(self) -> None:
+        from relay.app_factory import create_runtime
+        from relay.services.queue_service import require_consumers
+
+        deadline = time.monotonic() + self.startup_timeout
+        last = "no answer yet"
+        with httpx.Client(timeout=5) as client:
+            while time.monotonic() < deadline:
+                if self.stopping.is_set():
+                    raise RelayError("interrupted during start-up")
+                dead = [c.name for c in self.children if not c.alive()]
+                if dead:
+                    raise RelayError(f"{', '.join(dead)} exited during start-up")
+                try:
+                    response = client.get(self.base_url + "/health")
+                    if response.status_code == 200:
+                        break
+                    last = ", ".join(response.json().get("failing", [])) or str(
+                        response.status_code
+                    )
+                except httpx.HTTPError as exc:
+                    last = str(exc)
+                time.sleep(0.2)
+            else:
+                raise RelayError(f"not healthy after {self.startup_timeout:.0f}s: {last}")
+        settings = self.settings
+        if self.embedded is not None:
+            settings = settings.model_copy(
+                update={"redis": settings.redis.model_copy(update={"url": self.embedded.url})}
+            )
+        runtime = create_runtime(settings)
+        try:
+            require_consumers(runtime)
+        finally:
+            runtime.close()
+
+    def shutdown(self) -> None:
+        """Stop children in order (API, beat, worker), then the embedded Redis."""
+        for child in reversed(self.children):
+            child.stop()
+        if self.embedded is not None:
+            self.embedded.stop()

@@ -1,0 +1,1 @@
+"""Celery tasks: the catalogue, the ``RelayTask`` base and one module per domain."""

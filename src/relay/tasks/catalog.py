@@ -1,0 +1,103 @@
+"""The task catalogue: every queue, every task's route and limits, every beat entry, in one table.
+
+Policies are data: adding a task means adding a row here (and its module to ``TASK_MODULES``).
+The unit tests check the table is consistent, ``relay queues check`` checks that every routed
+queue has a live consumer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from relay.config import Plan
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    """A named Celery queue and what runs on it."""
+
+    name: str
+    purpose: str
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """Route and time limits of one task type."""
+
+    name: str
+    queue: str
+    soft_time_limit: int = 300
+    time_limit: int = 360
+
+
+@dataclass(frozen=True)
+class BeatSpec:
+    """A periodic task: run ``task`` every ``every``."""
+
+    name: str
+    task: str
+    every: timedelta
+
+
+QUEUES: tuple[QueueSpec, ...] = (
+    QueueSpec("dataset", "document indexing, sandbox plan"),
+    QueueSpec("priority_dataset", "document indexing, paid plans"),
+    QueueSpec("pipeline", "RAG pipeline runs, sandbox plan"),
+    QueueSpec("priority_pipeline", "RAG pipeline runs, paid plans"),
+    QueueSpec("mail", "outgoing mail"),
+    QueueSpec("ops_trace", "delivery of traces to observability providers"),
+    QueueSpec("app_deletion", "removal of an app's data"),
+    QueueSpec("workflow_storage", "persisting workflow runs and node executions"),
+    QueueSpec("workflow_professional", "workflow runs, professional plan"),
+    QueueSpec("workflow_team", "workflow runs, team and enterprise plans"),
+    QueueSpec("workflow_sandbox", "workflow runs, sandbox plan"),
+    QueueSpec("conversation", "conversation housekeeping"),
+    QueueSpec("schedule", "periodic maintenance"),
+    QueueSpec("monitor", "health probes and queue monitoring"),
+)
+
+TASKS: tuple[TaskSpec, ...] = (
+    TaskSpec("relay.ping", "monitor", soft_time_limit=10, time_limit=15),
+    TaskSpec("relay.monitor.snapshot_queues", "monitor", soft_time_limit=20, time_limit=30),
+)
+
+BEAT: tuple[BeatSpec, ...] = (
+    BeatSpec("snapshot-queues", "relay.monitor.snapshot_queues", timedelta(seconds=30)),
+)
+
+TASK_MODULES: tuple[str, ...] = (
+    "relay.tasks.ping",
+    "relay.tasks.monitor",
+)
+
+WORKFLOW_QUEUE_BY_PLAN: dict[Plan, str] = {
+    Plan.SANDBOX: "workflow_sandbox",
+    Plan.PROFESSIONAL: "workflow_professional",
+    Plan.TEAM: "workflow_team",
+    Plan.ENTERPRISE: "workflow_team",
+}
+
+
+def queue_names() -> list[str]:
+    """Every declared queue, in catalogue order."""
+    return [q.name for q in QUEUES]
+
+
+def routed_queues() -> list[str]:
+    """Queues that at least one task is routed to (each needs a live consumer)."""
+    routed = {t.queue for t in TASKS}
+    return [name for name in queue_names() if name in routed]
+
+
+def task_spec(name: str) -> TaskSpec:
+    """The catalogue row of task ``name``; KeyError when it is not catalogued."""
+    for spec in TASKS:
+        if spec.name == name:
+            return spec
+    raise KeyError(name)
+
+
+def longest_time_limit() -> int:
+    """The largest hard time limit; the broker's visibility timeout must exceed it."""
+    return max(t.time_limit for t in TASKS)

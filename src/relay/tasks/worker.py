@@ -1,0 +1,56 @@
+"""What makes a Celery worker a relay worker.
+
+``PresenceStep`` is a consumer bootstep: once the worker consumes its queues it announces them
+through a presence key (refreshed by a heartbeat thread) and withdraws it at a clean shutdown.
+``install_worker_hooks`` drops database connections a prefork child inherited from its parent.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import bootsteps, signals
+
+from relay.monitoring.presence import PresenceHeartbeat, WorkerPresence
+from relay.runtime import Runtime
+
+
+def consumed_queues(consumer: Any) -> list[str]:
+    """Names of the queues a worker consumer reads."""
+    return sorted(q.name for q in consumer.task_consumer.queues)
+
+
+class PresenceStep(bootsteps.StartStopStep):  # type: ignore[misc]
+    """Announce the worker's queues while it consumes them."""
+
+    requires = ("celery.worker.consumer.tasks:Tasks",)
+
+    def __init__(self, consumer: Any, **kwargs: Any) -> None:
+        super().__init__(consumer, **kwargs)
+        self.heartbeat: PresenceHeartbeat | None = None
+
+    def start(self, consumer: Any) -> None:
+        runtime: Runtime | None = getattr(consumer.app, "relay_runtime", None)
+        if runtime is None:
+            return
+        presence = WorkerPresence(runtime.redis, runtime.settings.monitoring.worker_ttl)
+        self.heartbeat = PresenceHeartbeat(presence, consumer.hostname, consumed_queues(consumer))
+        self.heartbeat.start()
+
+    def stop(self, consumer: Any) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
+            self.heartbeat = None
+
+    shutdown = stop
+
+
+def install_worker_hooks(runtime: Runtime) -> None:
+    """Connect the prefork child hook for ``runtime`` (idempotent per runtime)."""
+
+    def on_process_init(**_: Any) -> None:
+        runtime.db.after_fork()
+
+    signals.worker_process_init.connect(
+        on_process_init, weak=False, dispatch_uid=f"relay-{id(runtime)}-init"
+    )

@@ -1,0 +1,74 @@
+"""``relay up`` on embedded defaults: healthy, serves a task, and leaves nothing behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_relay_up_runs_the_stack_and_stops_cleanly(tmp_path: Path) -> None:
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RELAY_")}
+    env.update(RELAY_API_PORT=str(port), RELAY_LOG_LEVEL="WARNING")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "relay", "up"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    output: list[str] = []
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            output.append(line)
+            if line.startswith("relay is up"):
+                break
+        assert any(line.startswith("relay is up") for line in output), "".join(output)
+
+        base = f"http://127.0.0.1:{port}"
+        health = httpx.get(base + "/health", timeout=10)
+        assert health.status_code == 200, health.text
+        assert all(c["ok"] for c in health.json()["components"].values())
+
+        task_id = httpx.post(base + "/v1/ping-task", json={"message": "e2e"}, timeout=10).json()[
+            "task_id"
+        ]
+        result = httpx.get(f"{base}/v1/tasks/{task_id}?wait=20", timeout=30).json()
+        assert result["state"] == "SUCCESS"
+        assert result["result"]["pong"] == "e2e"
+
+        tree = psutil.Process(proc.pid).children(recursive=True)
+        names = " ".join(" ".join(p.cmdline()) for p in tree)
+        assert "redis-server" in names
+        assert len(tree) >= 5  # redis, worker (+ pool), beat, api (+ gevent worker)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    assert proc.returncode == 0, "".join(output) + proc.stdout.read()
+    _, alive = psutil.wait_procs(tree, timeout=10)
+    assert alive == [], f"processes left behind: {alive}"
+    assert not (tmp_path / "var" / "redis" / "redis.sock").exists()
