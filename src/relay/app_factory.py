@@ -1,6 +1,7 @@
 """``create_app(settings)``: builds the Flask app and the runtime in a fixed order.
 
-Order: logging, embedded Redis (if no URL), database, Redis client, Celery, metrics, routes.
+Order: logging, embedded Redis (if no URL), database, Redis client, Celery, metrics, outbox,
+event bus (with its handlers), routes.
 Each step only uses what the steps before it built.
 """
 
@@ -9,6 +10,9 @@ from __future__ import annotations
 from flask import Flask
 
 from relay.config import Settings, load_settings
+from relay.events.bus import EventBus
+from relay.events.handlers import register_handlers
+from relay.events.outbox import Outbox
 from relay.extensions.embedded import EmbeddedRedis
 from relay.extensions.ext_celery import init_celery
 from relay.extensions.ext_db import init_db
@@ -36,13 +40,19 @@ def create_runtime(settings: Settings) -> Runtime:
     db = init_db(settings)
     client = init_redis(settings.redis, redis_url)
     celery = init_celery(settings, redis_url)
+    metrics = init_metrics()
+    outbox = Outbox(db, celery)
+    bus = EventBus(client, settings, outbox, registry=metrics.registry)
+    register_handlers(bus)
     runtime = Runtime(
         settings=settings,
         redis_url=redis_url,
         db=db,
         redis=client,
         celery=celery,
-        metrics=init_metrics(),
+        metrics=metrics,
+        outbox=outbox,
+        bus=bus,
         embedded_redis=embedded,
     )
     celery.relay_runtime = runtime

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 
@@ -11,6 +11,10 @@ from relay.config import Settings
 from relay.extensions.embedded import EmbeddedRedis
 from relay.extensions.ext_db import Database
 from relay.extensions.ext_metrics import Metrics
+
+if TYPE_CHECKING:
+    from relay.events.bus import EventBus
+    from relay.events.outbox import Outbox
 
 
 @dataclass
@@ -23,9 +27,12 @@ class Runtime:
     redis: redis.Redis
     celery: Any
     metrics: Metrics
+    outbox: Outbox
+    bus: EventBus
     embedded_redis: EmbeddedRedis | None = None
 
     def close(self) -> None:
         """Release connections (the embedded Redis stays up until its owner exits)."""
+        self.bus.flush()
         self.db.close()
         self.redis.close()
