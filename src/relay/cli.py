@@ -117,7 +117,7 @@ def queues_check(timeout: float) -> None:
     """Exit non-zero when a routed queue has no live consumer."""
     from relay.services.queue_service import check_consumers
 
-    result = check_consumers(_runtime(), timeout)
+    result = check_consumers(_runtime(), timeout, attempts=3)
     for queue, hosts in result.consumers.items():
         click.echo(f"{queue:24} {', '.join(hosts) if hosts else 'NO CONSUMER'}")
     if result.missing:

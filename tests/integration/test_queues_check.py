@@ -15,10 +15,10 @@ def test_check_names_queues_without_consumer(runtime: Runtime) -> None:
     routed = catalog.routed_queues()
     others = [q for q in catalog.queue_names() if q not in routed]
     with run_worker(runtime, queues=others):
-        result = check_consumers(runtime, timeout=1)
+        result = check_consumers(runtime, timeout=0.5, attempts=2)
         assert result.missing == routed
         with pytest.raises(QueueCheckError) as excinfo:
-            require_consumers(runtime, timeout=1)
+            require_consumers(runtime, timeout=0.5, attempts=2)
         for queue in routed:
             assert queue in excinfo.value.message
 

@@ -21,20 +21,27 @@ class QueueCheck:
         return [queue for queue, hosts in self.consumers.items() if not hosts]
 
 
-def check_consumers(runtime: Runtime, timeout: float = 2.0) -> QueueCheck:
-    """Ask every worker (broadcast) which queues it consumes; authoritative, costs ``timeout``."""
-    replies = runtime.celery.control.inspect(timeout=timeout).active_queues() or {}
-    consumers: dict[str, list[str]] = {queue: [] for queue in catalog.routed_queues()}
-    for host, queues in replies.items():
-        for queue in queues:
-            if queue["name"] in consumers:
-                consumers[queue["name"]].append(host)
+def check_consumers(runtime: Runtime, timeout: float = 2.0, attempts: int = 1) -> QueueCheck:
+    """Ask every worker (broadcast) which queues it consumes; authoritative, costs ``timeout``.
+
+    Broadcast replies travel over pub/sub and a worker that is just starting may miss one, so a
+    queue that looks unconsumed is asked about again, up to ``attempts`` broadcasts in all.
+    """
+    consumers: dict[str, set[str]] = {queue: set() for queue in catalog.routed_queues()}
+    for _ in range(attempts):
+        replies = runtime.celery.control.inspect(timeout=timeout).active_queues() or {}
+        for host, queues in replies.items():
+            for queue in queues:
+                if queue["name"] in consumers:
+                    consumers[queue["name"]].add(host)
+        if all(consumers.values()):
+            break
     return QueueCheck({q: sorted(h) for q, h in consumers.items()})
 
 
-def require_consumers(runtime: Runtime, timeout: float = 2.0) -> QueueCheck:
+def require_consumers(runtime: Runtime, timeout: float = 2.0, attempts: int = 3) -> QueueCheck:
     """Like ``check_consumers`` but raise ``QueueCheckError`` naming each queue without one."""
-    result = check_consumers(runtime, timeout)
+    result = check_consumers(runtime, timeout, attempts)
     if result.missing:
         raise QueueCheckError(
             "no live consumer for routed queue(s): " + ", ".join(result.missing),
