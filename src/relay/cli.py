@@ -156,3 +156,62 @@ def settings_table() -> str:
     lines = ["| variable | default | meaning |", "|---|---|---|"]
     lines += [f"| `{n}` | `{d}` | {text} |" for n, d, text in describe_settings()]
     return "\n".join(lines)
+
+
+@main.group()
+def tenants() -> None:
+    """Manage tenants and their API keys (the same services as the admin API)."""
+
+
+@tenants.command("create")
+@click.option("--name", required=True, help="Tenant name")
+@click.option(
+    "--plan",
+    default="sandbox",
+    show_default=True,
+    help="sandbox, professional, team or enterprise",
+)
+@click.option("--key-name", default="default", show_default=True, help="Name of the API key")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text")
+def tenants_create(name: str, plan: str, key_name: str, as_json: bool) -> None:
+    """Create a tenant and print its id and a fresh API key (shown only this once)."""
+    from relay.services.auth_service import AuthService
+    from relay.services.tenant_service import TenantService
+
+    runtime = _runtime()
+    try:
+        tenant = TenantService(runtime).create(name, plan)
+        issued = AuthService(runtime).issue_key(tenant.id, key_name)
+    except RelayError as exc:
+        raise click.ClickException(exc.message) from None
+    finally:
+        runtime.close()
+    if as_json:
+        import json
+
+        click.echo(json.dumps({"tenant_id": tenant.id, "plan": tenant.plan, "api_key": issued.key}))
+        return
+    click.echo(f"tenant_id  {tenant.id}")
+    click.echo(f"plan       {tenant.plan}")
+    click.echo(f"api_key    {issued.key}")
+    click.echo("store the API key now: it cannot be shown again", err=True)
+
+
+@tenants.command("list")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 100))
+@click.option("--offset", default=0, show_default=True, type=click.IntRange(0))
+def tenants_list(limit: int, offset: int) -> None:
+    """List tenants, newest first."""
+    from relay.services.pagination import PageParams
+    from relay.services.tenant_service import TenantService
+
+    runtime = _runtime()
+    try:
+        page = TenantService(runtime).list_tenants(PageParams(limit=limit, offset=offset))
+    finally:
+        runtime.close()
+    for tenant in page.data:
+        created = tenant.created_at.isoformat(timespec="seconds")
+        click.echo(f"{tenant.id}  {tenant.plan:12} {tenant.status:8} {created}  {tenant.name}")
+    shown = f"{offset + 1}-{offset + len(page.data)}" if page.data else "none"
+    click.echo(f"{shown} of {page.total} tenant(s)", err=True)

@@ -11,7 +11,14 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from relay.errors import ConfigError
@@ -87,6 +94,12 @@ class CelerySettings(BaseModel):
     concurrency: int = Field(2, ge=1, description="Worker processes started by `relay up`")
     prefetch_multiplier: int = Field(1, ge=1, description="Messages reserved per worker process")
     result_expires: int = Field(86400, gt=0, description="Seconds task results are kept")
+    outbox_grace_seconds: float = Field(
+        10.0,
+        ge=0,
+        description="Seconds a committed outbox row may stay unpublished before the relay "
+        "republishes it (covers the gap between commit and the after-commit publish)",
+    )
 
 
 class ApiSettings(BaseModel):
@@ -127,6 +140,18 @@ class TenancySettings(BaseModel):
         },
         description="Tasks one tenant may run at once per task type (JSON object)",
     )
+    default_quotas: dict[str, int] = Field(
+        default_factory=lambda: {"openai": 1_000_000, "anthropic": 1_000_000},
+        description="Trial token quota per model provider given to every new tenant (JSON object)",
+    )
+
+    @field_validator("default_quotas")
+    @classmethod
+    def _non_negative(cls, value: dict[str, int]) -> dict[str, int]:
+        bad = [provider for provider, n in value.items() if n < 0]
+        if bad:
+            raise ValueError(f"must not be negative for {', '.join(bad)}")
+        return value
 
     @field_validator("weights", "concurrency")
     @classmethod
@@ -143,6 +168,42 @@ class MonitoringSettings(BaseModel):
     health_timeout: float = Field(1.0, gt=0, description="Seconds a health probe may take")
     worker_ttl: int = Field(30, gt=0, description="Seconds a worker's presence outlives its beat")
     alert_webhook: str | None = Field(None, description="URL that receives alerts as JSON")
+
+
+class MailSettings(BaseModel):
+    """Outgoing mail over SMTP (the ``mail`` queue)."""
+
+    host: str = Field("localhost", description="SMTP server host")
+    port: int = Field(25, ge=1, le=65535, description="SMTP server port (587 STARTTLS, 465 SSL)")
+    username: str | None = Field(None, description="SMTP login; unset sends without AUTH")
+    # SecretStr: the password never appears in a repr, a log line or the settings table.
+    password: SecretStr | None = Field(None, description="SMTP password (never logged)")
+    starttls: bool = Field(False, description="Upgrade the connection with STARTTLS")
+    ssl: bool = Field(False, description="Connect over implicit TLS (SMTPS)")
+    from_address: str = Field("relay@localhost", description="Sender address of outgoing mail")
+    timeout: float = Field(10.0, gt=0, description="Seconds before an SMTP operation times out")
+
+    @model_validator(mode="after")
+    def _one_tls_mode(self) -> MailSettings:
+        if self.starttls and self.ssl:
+            raise ValueError("starttls and ssl are exclusive: pick one")
+        return self
+
+
+class OpsTraceSettings(BaseModel):
+    """Delivery of ops traces to an observability endpoint (the ``ops_trace`` queue)."""
+
+    endpoint: str | None = Field(
+        None, description="http(s) URL traces are POSTed to as JSON; unset only stores them"
+    )
+    timeout: float = Field(10.0, gt=0, description="Seconds before a trace delivery times out")
+
+    @field_validator("endpoint")
+    @classmethod
+    def _http(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value or None
 
 
 class LogSettings(BaseModel):
@@ -179,6 +240,8 @@ class Settings(BaseSettings):
     tenancy: TenancySettings = Field(default_factory=TenancySettings)
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    mail: MailSettings = Field(default_factory=MailSettings)
+    ops_trace: OpsTraceSettings = Field(default_factory=OpsTraceSettings)
 
     @model_validator(mode="after")
     def _absolute_var_dir(self) -> Settings:

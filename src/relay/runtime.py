@@ -34,5 +34,6 @@ class Runtime:
     def close(self) -> None:
         """Release connections (the embedded Redis stays up until its owner exits)."""
         self.bus.flush()
+        self.outbox.flush()
         self.db.close()
         self.redis.close()

@@ -1,16 +1,44 @@
-"""HTTP API: blueprints parse the request, call one service and serialise the answer."""
+"""HTTP API: blueprints parse the request, call one service and serialise the answer.
+
+``/v1/tenants...`` is tenant management (admin token); every other ``/v1`` resource route sits
+behind ``authenticate_tenant`` (API key), mounted once on the ``tenant_api`` parent blueprint so
+that no route can forget it.
+"""
 
 from __future__ import annotations
 
-from flask import Flask
+from flask import Blueprint, Flask
 
+from relay.api.apps import apps
+from relay.api.auth import authenticate_tenant
+from relay.api.datasets import datasets
+from relay.api.documents import documents
 from relay.api.errors import register_error_handlers
+from relay.api.messages import messages
+from relay.api.openapi import docs
 from relay.api.ops import ops
 from relay.api.tasks import tasks
+from relay.api.tenants import tenants
+
+# Largest request body any endpoint reads (document uploads stay well below it).
+MAX_REQUEST_BYTES = 16 * 1024 * 1024
+
+
+def _tenant_api() -> Blueprint:
+    parent = Blueprint("tenant_api", __name__)
+    parent.before_request(authenticate_tenant)
+    for child in (apps, datasets, documents, messages):
+        parent.register_blueprint(child)
+    return parent
 
 
 def register_api(app: Flask) -> None:
-    """Mount every blueprint and the single error handler."""
+    """Mount every blueprint, the OpenAPI document and the single error handler."""
+    if app.config.get("MAX_CONTENT_LENGTH") is None:
+        app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
     register_error_handlers(app)
     app.register_blueprint(ops)
+    app.register_blueprint(docs)
     app.register_blueprint(tasks, url_prefix="/v1")
+    app.register_blueprint(tenants, url_prefix="/v1")
+    app.register_blueprint(_tenant_api(), url_prefix="/v1")

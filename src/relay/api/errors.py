@@ -25,7 +25,10 @@ def register_error_handlers(app: Flask) -> None:
     def _relay_error(exc: RelayError) -> tuple[Response, int]:
         if exc.status >= 500:
             log.error(exc.message, extra={"action": "api.error", "code": exc.code})
-        return jsonify(error_body(exc.code, exc.message, exc.details)), exc.status
+        response = jsonify(error_body(exc.code, exc.message, exc.details))
+        if exc.status == 401:
+            response.headers["WWW-Authenticate"] = 'Bearer realm="relay"'
+        return response, exc.status
 
     @app.errorhandler(ValidationError)
     def _validation(exc: ValidationError) -> tuple[Response, int]:

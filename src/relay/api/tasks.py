@@ -2,17 +2,47 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, Response, current_app, jsonify, request
 from pydantic import BaseModel, ConfigDict, Field
 
+from relay.api.body import parse_body
+from relay.api.openapi import documented
 from relay.services.task_service import TaskService
 
 tasks = Blueprint("tasks", __name__)
 
+_TAGS = ("diagnostics",)
+
 
 class PingRequest(BaseModel):
+    """What the ping task should echo."""
+
     model_config = ConfigDict(extra="forbid")
     message: str = Field("ping", max_length=1000)
+
+
+class PingAccepted(BaseModel):
+    """The enqueued task and where to poll it."""
+
+    task_id: str
+    url: str
+
+
+class TaskWait(BaseModel):
+    """How long to long-poll."""
+
+    wait: float = Field(0, ge=0, le=30, description="Seconds to wait for the task to finish")
+
+
+class TaskState(BaseModel):
+    """A task's Celery state, its result once done, its error if it failed."""
+
+    id: str
+    state: str
+    result: Any = None
+    error: str | None = None
 
 
 def _service() -> TaskService:
@@ -20,14 +50,16 @@ def _service() -> TaskService:
 
 
 @tasks.post("/ping-task")
+@documented(tags=_TAGS, security=None, json=PingRequest, ok=(202, PingAccepted))
 def ping_task() -> tuple[Response, int]:
     """Enqueue ``relay.ping``; the answer names the task to poll."""
-    body = PingRequest.model_validate(request.get_json(silent=True) or {})
+    body = parse_body(PingRequest)
     task_id = _service().enqueue_ping(body.message)
     return jsonify({"task_id": task_id, "url": f"/v1/tasks/{task_id}"}), 202
 
 
 @tasks.get("/tasks/<task_id>")
+@documented(tags=_TAGS, security=None, query=TaskWait, ok=(200, TaskState), errors=(404,))
 def get_task(task_id: str) -> Response:
     """State and result of a task; ``?wait=N`` long-polls up to N seconds."""
     try:

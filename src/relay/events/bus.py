@@ -1,10 +1,11 @@
 """The event bus: emits a signal to every receiver, each one isolated, counted and timed.
 
 blinker on its own holds receivers weakly, calls them in no fixed order and lets the first
-exception escape to the sender, skipping the rest. ``EventBus`` keeps receivers alive, runs each
-in its own SAVEPOINT of the caller's transaction, logs and counts a failure and goes on with the
-others. A receiver connected with ``critical=True`` re-raises instead, so the caller's whole
-transaction rolls back (the message quota is such a receiver).
+exception escape to the sender, skipping the rest. ``EventBus`` keeps receivers alive (scoped to
+the bus, so that they go away with it), runs them in connection order, each in its own SAVEPOINT
+of the caller's transaction, logs and counts a failure and goes on with the others. A receiver
+connected with ``critical=True`` re-raises instead, so the caller's whole transaction rolls back
+(the message quota is such a receiver).
 
 Counts go to Prometheus and to per-minute Redis hashes ``relay:events:<minute>:<signal>``
 (fields ``success``, ``failure``, ``total_ms``; kept 24 h), from which ``error_rates()`` reads
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from blinker import NamedSignal
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from relay.errors import EventError
 from relay.events.signals import ALL_SIGNALS, PAYLOAD_TYPES
 
 if TYPE_CHECKING:
@@ -49,8 +51,20 @@ class EventContext:
     redis: redis.Redis
     settings: Settings
 
+    def require_session(self) -> Session:
+        """The caller's session; a receiver that writes rows cannot run without one."""
+        if self.session is None:
+            raise EventError("this receiver writes rows: emit the event with the caller's session")
+        return self.session
+
 
 Receiver = Callable[[Any, EventContext], None]
+
+
+def _receiver_name(receiver: Receiver) -> str:
+    module = getattr(receiver, "__module__", None)
+    name = getattr(receiver, "__qualname__", None) or repr(receiver)
+    return f"{module}.{name}" if module else name
 
 
 @dataclass
@@ -73,7 +87,8 @@ class EventBus:
         self.redis = client
         self.settings = settings
         self.outbox = outbox
-        self._critical: dict[Receiver, bool] = {}
+        # signal name -> {receiver: critical}, in connection order (dicts keep insertion order).
+        self._receivers: dict[str, dict[Receiver, bool]] = {}
         self._lock = threading.Lock()
         self.stats: dict[tuple[str, str], _Stats] = defaultdict(_Stats)
         self._pending: dict[tuple[int, str], list[float]] = defaultdict(lambda: [0, 0, 0.0])
@@ -95,29 +110,67 @@ class EventBus:
     # --- registration ---------------------------------------------------------------------------
 
     def connect(self, signal: NamedSignal, receiver: Receiver, *, critical: bool = False) -> None:
-        """Connect ``receiver`` strongly (blinker would drop a weakly held closure)."""
-        signal.connect(receiver, weak=False)
-        self._critical[receiver] = critical
+        """Connect ``receiver`` to ``signal`` on this bus; connecting it again updates ``critical``.
+
+        Held strongly by the bus (blinker alone would drop a closure as soon as its creator
+        returns) and scoped to it: blinker's signals are process globals, and a receiver
+        connected for ``ANY`` sender would fire for every other bus in the process (a second app,
+        the next test) and never go away. So blinker gets this bus as the sender and only a weak
+        reference to the receiver: both vanish from the signal together with the bus.
+        """
+        try:
+            signal.connect(receiver, sender=self, weak=True)
+        except TypeError:  # not weakly referenceable: blinker keeps it alive instead
+            signal.connect(receiver, sender=self, weak=False)
+        with self._lock:
+            self._receivers.setdefault(signal.name, {})[receiver] = critical
 
     def disconnect(self, signal: NamedSignal, receiver: Receiver) -> None:
-        signal.disconnect(receiver)
-        self._critical.pop(receiver, None)
+        """Disconnect ``receiver`` from ``signal`` on this bus (no error when not connected)."""
+        signal.disconnect(receiver, sender=self)
+        with self._lock:
+            self._receivers.get(signal.name, {}).pop(receiver, None)
+
+    def receivers(self, signal: NamedSignal) -> list[tuple[Receiver, bool]]:
+        """``(receiver, critical)`` of this bus, in the order they run (connection order).
+
+        Receivers connected to the blinker signal directly (for ``ANY`` sender) are not called:
+        they would take blinker's ``(sender, **kwargs)`` and would be shared by every bus.
+        """
+        with self._lock:
+            own = dict(self._receivers.get(signal.name, {}))
+        live = list(signal.receivers_for(self))
+        return [(r, critical) for r, critical in own.items() if r in live]
 
     # --- emitting -------------------------------------------------------------------------------
 
     def emit(self, signal: NamedSignal, payload: Any, session: Session | None = None) -> None:
-        """Run every receiver of ``signal`` with ``payload`` inside ``session``'s transaction."""
-        expected = PAYLOAD_TYPES.get(signal)
-        if expected is None or not isinstance(payload, expected):
-            raise TypeError(f"{signal.name} carries {expected}, got {type(payload).__name__}")
-        context = EventContext(session, self.outbox, self.redis, self.settings)
-        for receiver in list(signal.receivers_for(payload)):
-            self._call(signal.name, receiver, payload, context)
-        self._maybe_flush()
+        """Run every receiver of ``signal`` with ``payload`` inside ``session``'s transaction.
 
-    def _call(self, name: str, receiver: Receiver, payload: Any, context: EventContext) -> None:
-        receiver_name = getattr(receiver, "__qualname__", repr(receiver))
-        critical = self._critical.get(receiver, False)
+        Each receiver runs in its own SAVEPOINT: a failing non-critical receiver is logged,
+        counted and rolled back alone while the others still run; a critical one re-raises (after
+        its savepoint is rolled back) so that the caller's transaction fails.
+        """
+        expected = PAYLOAD_TYPES.get(signal)
+        if expected is None:
+            raise TypeError(f"{signal.name} is not a relay domain signal")
+        if not isinstance(payload, expected):
+            raise TypeError(
+                f"{signal.name} carries {expected.__name__}, got {type(payload).__name__}"
+            )
+        if signal.is_muted:
+            return
+        context = EventContext(session, self.outbox, self.redis, self.settings)
+        try:
+            for receiver, critical in self.receivers(signal):
+                self._call(signal.name, receiver, critical, payload, context)
+        finally:
+            self._maybe_flush()
+
+    def _call(
+        self, name: str, receiver: Receiver, critical: bool, payload: Any, context: EventContext
+    ) -> None:
+        receiver_name = _receiver_name(receiver)
         started = time.perf_counter()
         failed = False
         try:
@@ -129,16 +182,17 @@ class EventBus:
                 receiver(payload, context)
         except Exception:
             failed = True
-            if critical:
-                raise
             log.exception(
-                "event receiver failed",
+                "critical event receiver failed" if critical else "event receiver failed",
                 extra={
                     "action": "event.receiver_failed",
                     "signal": name,
                     "receiver": receiver_name,
+                    "critical": critical,
                 },
             )
+            if critical:
+                raise
         finally:
             self._record(name, receiver_name, time.perf_counter() - started, failed)
 
@@ -187,7 +241,8 @@ class EventBus:
         """Per signal over the last ``window_seconds``: total, failures, rate, average ms."""
         self.flush()
         now = int(time.time() // 60)
-        minutes = range(now - window_seconds // 60 + 1, now + 1)
+        # At least the current minute, however short the window.
+        minutes = range(now - max(1, -(-window_seconds // 60)) + 1, now + 1)
         pipe = self.redis.pipeline(transaction=False)
         keys = [(signal.name, m) for signal in ALL_SIGNALS for m in minutes]
         for name, minute in keys:

@@ -14,13 +14,16 @@ be published twice; the task side applies an idempotency key at most once
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from kombu.exceptions import OperationalError
 from sqlalchemy import event, inspect, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 
+from relay.extensions.batching import Batcher
 from relay.extensions.ext_db import Database
 from relay.models import OutboxMessage, OutboxStatus, new_id, utcnow
 from relay.tasks.catalog import task_spec
@@ -28,6 +31,16 @@ from relay.tasks.catalog import task_spec
 log = logging.getLogger(__name__)
 
 _PENDING = "relay_outbox_pending"
+# A broker that refuses one message refuses the next one too: stop the batch, the relay retries.
+_BROKER_DOWN = (OperationalError, ConnectionError, TimeoutError, OSError)
+
+
+@dataclass
+class SendResult:
+    """What one ``send()`` did: ids handed to the broker, and the error of each row that was not."""
+
+    sent: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
 
 
 class Outbox:
@@ -36,8 +49,9 @@ class Outbox:
     def __init__(self, db: Database, celery: Any) -> None:
         self.db = db
         self.celery = celery
+        self._sent_marks: Batcher[str, bool] = Batcher("outbox-sent", self._mark, interval=0.2)
         event.listen(db.sessions, "after_commit", self._after_commit)
-        event.listen(db.sessions, "after_rollback", self._after_rollback)
+        event.listen(db.sessions, "after_transaction_end", self._after_transaction_end)
 
     def enqueue(
         self,
@@ -49,10 +63,23 @@ class Outbox:
         tenant_id: str | None = None,
         idempotency_key: str | None = None,
         queue: str | None = None,
+        headers: Mapping[str, Any] | None = None,
     ) -> OutboxMessage:
-        """Add a task to ``session``'s transaction; it is published once that commits."""
+        """Add a task to ``session``'s transaction; it is published once that commits.
+
+        ``idempotency_key`` defaults to one per row, which is what makes a republished row run
+        once. A key shared by two rows is refused by the unique index at flush. ``headers`` are
+        extra message headers (JSON values); ``tenant_id`` is reserved. A replay passes the
+        original task's ``idempotency_key`` in ``headers``: the task then keeps applying its
+        effect at most once, while the new row gets a key of its own.
+        """
         row_id = new_id()
         key = idempotency_key or f"outbox:{row_id}"
+        message_headers: dict[str, Any] = dict(headers or {})
+        message_headers.setdefault("idempotency_key", key)
+        message_headers.pop("tenant_id", None)
+        if tenant_id is not None:
+            message_headers["tenant_id"] = tenant_id
         row = OutboxMessage(
             id=row_id,
             tenant_id=tenant_id,
@@ -60,9 +87,11 @@ class Outbox:
             queue=queue or task_spec(task_name).queue,
             args=list(args),
             kwargs=dict(kwargs or {}),
-            headers={"idempotency_key": key, "tenant_id": tenant_id},
+            headers=message_headers,
             idempotency_key=key,
             status=OutboxStatus.PENDING,
+            attempts=0,
+            created_at=utcnow(),
         )
         session.add(row)
         session.info.setdefault(_PENDING, []).append(row)
@@ -71,48 +100,87 @@ class Outbox:
     # --- after commit ---------------------------------------------------------------------------
 
     def _after_commit(self, session: Session) -> None:
+        # after_commit also fires when a savepoint is released; only the outermost commit counts.
         if session.get_nested_transaction() is not None:
-            return  # a savepoint was released; the outer transaction may still roll back
+            return
         rows: list[OutboxMessage] = session.info.pop(_PENDING, [])
-        # Rows added inside a rolled-back savepoint were expunged: not persistent, not published.
-        committed = [r for r in rows if inspect(r).persistent or inspect(r).detached]
-        if committed:
-            sent = self.send(committed)
-            if sent:
-                with self.db.engine.begin() as conn:
-                    conn.execute(_mark_sent(sent))
+        # Rows added inside a rolled-back savepoint were expunged (transient now), and rows
+        # deleted again before commit are detached: neither was committed, neither is published.
+        committed = [r for r in rows if inspect(r).persistent]
+        if not committed:
+            return
+        # Runs inside the caller's ``commit()``, which has already succeeded: nothing here may
+        # raise into it. What fails stays pending and the relay publishes it later.
+        try:
+            for row_id in self._send(committed).sent:
+                # Marked in batches: one UPDATE per request would cost as much as the request's
+                # own transaction. A row not yet marked when the process dies is republished
+                # by the relay, and its idempotency key makes that harmless.
+                self._sent_marks.add(row_id, True)
+        except Exception:
+            log.exception(
+                "outbox rows not marked sent; the relay will republish them",
+                extra={"action": "outbox.mark_failed", "count": len(committed)},
+            )
 
-    def _after_rollback(self, session: Session) -> None:
-        if session.get_nested_transaction() is None:
+    def _mark(self, batch: dict[str, bool]) -> None:
+        with self.db.engine.begin() as conn:
+            conn.execute(_mark_sent(list(batch)))
+
+    def flush(self) -> int:
+        """Write the pending "sent" marks now (tests, shutdown); returns how many."""
+        return self._sent_marks.flush()
+
+    def _after_transaction_end(self, session: Session, transaction: SessionTransaction) -> None:
+        # The outermost transaction ended without commit (rollback, or close): drop its rows.
+        # After a commit ``_after_commit`` has popped them already.
+        if transaction.parent is None:
             session.info.pop(_PENDING, None)
 
     def send(self, rows: Sequence[OutboxMessage]) -> list[str]:
-        """Send ``rows`` to the broker; returns the ids that were sent (the caller marks them)."""
-        sent: list[str] = []
-        for row in rows:
+        """Hand ``rows`` to the broker; returns the ids that were sent (the caller marks them)."""
+        return self._send(rows).sent
+
+    def _send(self, rows: Sequence[OutboxMessage]) -> SendResult:
+        """``send()`` that also reports why each unsent row was not sent.
+
+        Stops at the first broker connection error (the rest would fail the same way after the
+        same timeouts, inside the caller's commit); those rows stay pending for the relay.
+        """
+        result = SendResult()
+        for index, row in enumerate(rows):
             try:
                 self.celery.send_task(
                     row.task_name,
-                    args=row.args,
-                    kwargs=row.kwargs,
+                    args=list(row.args),
+                    kwargs=dict(row.kwargs),
                     task_id=row.id,
                     queue=row.queue,
                     headers=dict(row.headers),
                 )
-            except Exception:
-                # Left pending: the relay republishes it once the broker is back.
+            except Exception as exc:
                 log.exception(
                     "outbox publish failed",
                     extra={"action": "outbox.publish_failed", "outbox_id": row.id},
                 )
+                result.failed[row.id] = f"{type(exc).__name__}: {exc}"[:1000]
+                if isinstance(exc, _BROKER_DOWN):
+                    for rest in rows[index + 1 :]:
+                        result.failed[rest.id] = "not attempted: broker unavailable"
+                    break
                 continue
-            sent.append(row.id)
-        return sent
+            result.sent.append(row.id)
+        return result
 
     # --- relay ----------------------------------------------------------------------------------
 
     def relay_pending(self, grace_seconds: float = 10.0, batch: int = 500) -> int:
-        """Republish rows committed more than ``grace_seconds`` ago but never marked sent."""
+        """Republish rows committed more than ``grace_seconds`` ago but never marked sent.
+
+        Returns how many rows were sent. On PostgreSQL the rows are locked (``SKIP LOCKED``) while
+        they are published, so two relays never send the same row at the same time; on SQLite the
+        write transaction serialises relays.
+        """
         cutoff = utcnow() - timedelta(seconds=grace_seconds)
         total = 0
         while True:
@@ -120,22 +188,25 @@ class Outbox:
                 query = (
                     select(OutboxMessage)
                     .where(OutboxMessage.status == OutboxStatus.PENDING)
-                    .where(OutboxMessage.created_at < cutoff)
+                    .where(OutboxMessage.created_at <= cutoff)
                     .order_by(OutboxMessage.created_at)
                     .limit(batch)
                 )
                 if not self.db.is_sqlite:
-                    # Two relays never publish the same rows at the same time.
                     query = query.with_for_update(skip_locked=True)
                 rows = list(session.scalars(query))
+                result = self._send(rows) if rows else SendResult()
+                sent, now = set(result.sent), utcnow()
                 for row in rows:
                     row.attempts += 1
-                sent = self.send(rows) if rows else []
-                if sent:
-                    # Same transaction: on PostgreSQL these rows are locked by it.
-                    session.execute(_mark_sent(sent))
-            total += len(sent)
-            if len(rows) < batch or not sent:
+                    if row.id in sent:
+                        row.status = OutboxStatus.SENT
+                        row.sent_at = now
+                        row.last_error = None
+                    else:
+                        row.last_error = result.failed.get(row.id)
+            total += len(result.sent)
+            if len(rows) < batch or result.failed:
                 break
         if total:
             log.info("outbox relayed", extra={"action": "outbox.relayed", "count": total})
@@ -146,5 +217,6 @@ def _mark_sent(ids: list[str]) -> Any:
     return (
         update(OutboxMessage)
         .where(OutboxMessage.id.in_(ids))
+        .where(OutboxMessage.status == OutboxStatus.PENDING)
         .values(status=OutboxStatus.SENT, sent_at=utcnow())
     )

@@ -28,6 +28,7 @@ from relay.models.dataset import (
     SegmentStatus,
 )
 from relay.models.dead_letter import DeadLetter, DeadLetterReason
+from relay.models.ops_trace import OpsTrace, OpsTraceStatus
 from relay.models.outbox import OutboxMessage, OutboxStatus
 from relay.models.processed import ProcessedKey
 from relay.models.quota import ProviderQuota, QuotaType
@@ -89,6 +90,9 @@ __all__ = [
     "CreatorRole",
     "WorkflowNodeExecution",
     "NodeExecutionStatus",
+    # ops traces
+    "OpsTrace",
+    "OpsTraceStatus",
     # task machinery (system-owned)
     "TaskRecord",
     "TaskStatus",

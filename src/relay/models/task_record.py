@@ -48,7 +48,8 @@ class TaskRecord(Base):
     args: Mapped[list[Any]] = mapped_column(JSON, nullable=False, default=list)
     kwargs: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
     headers: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
-    idempotency_key: Mapped[str | None] = mapped_column(String(128), unique=True)
+    # Not unique: a replayed dead letter runs again under its original key.
+    idempotency_key: Mapped[str | None] = mapped_column(String(128), index=True)
     status: Mapped[str] = mapped_column(
         String(16), nullable=False, default=TaskStatus.PENDING, index=True
     )

@@ -29,6 +29,9 @@ class TaskSpec:
     queue: str
     soft_time_limit: int = 300
     time_limit: int = 360
+    # Queues a caller may pick instead of ``queue`` (e.g. by the tenant's plan); each needs a
+    # consumer just like the default one.
+    alt_queues: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -60,15 +63,50 @@ QUEUES: tuple[QueueSpec, ...] = (
 TASKS: tuple[TaskSpec, ...] = (
     TaskSpec("relay.ping", "monitor", soft_time_limit=10, time_limit=15),
     TaskSpec("relay.monitor.snapshot_queues", "monitor", soft_time_limit=20, time_limit=30),
+    TaskSpec("relay.outbox.relay_pending", "schedule", soft_time_limit=60, time_limit=90),
+    TaskSpec("relay.dataset.clean_dataset", "dataset", soft_time_limit=600, time_limit=660),
+    TaskSpec("relay.dataset.clean_document", "dataset", soft_time_limit=120, time_limit=150),
+    # Sandbox tenants on ``dataset``, paid plans on ``priority_dataset`` (the event handler picks).
+    TaskSpec(
+        "relay.dataset.index_documents",
+        "dataset",
+        soft_time_limit=1800,
+        time_limit=1860,
+        alt_queues=("priority_dataset",),
+    ),
+    TaskSpec("relay.mail.send", "mail", soft_time_limit=60, time_limit=90),
+    TaskSpec("relay.ops_trace.deliver", "ops_trace", soft_time_limit=60, time_limit=90),
+    TaskSpec(
+        "relay.workflow_storage.save_run", "workflow_storage", soft_time_limit=30, time_limit=60
+    ),
+    TaskSpec(
+        "relay.workflow_storage.save_node_execution",
+        "workflow_storage",
+        soft_time_limit=30,
+        time_limit=60,
+    ),
+    # Batched and resumable: a run cut off by its time limit is finished by the retry.
+    TaskSpec(
+        "relay.app_deletion.remove_app", "app_deletion", soft_time_limit=1800, time_limit=1860
+    ),
 )
 
 BEAT: tuple[BeatSpec, ...] = (
     BeatSpec("snapshot-queues", "relay.monitor.snapshot_queues", timedelta(seconds=30)),
+    # Republishes outbox rows whose after-commit publish never happened (process died).
+    BeatSpec("relay-outbox", "relay.outbox.relay_pending", timedelta(seconds=5)),
 )
 
 TASK_MODULES: tuple[str, ...] = (
     "relay.tasks.ping",
     "relay.tasks.monitor",
+    "relay.tasks.outbox_relay",
+    "relay.tasks.dataset_cleanup",
+    "relay.tasks.indexing",
+    "relay.tasks.mail",
+    "relay.tasks.ops_trace",
+    "relay.tasks.workflow_storage",
+    "relay.tasks.app_deletion",
 )
 
 WORKFLOW_QUEUE_BY_PLAN: dict[Plan, str] = {
@@ -86,7 +124,7 @@ def queue_names() -> list[str]:
 
 def routed_queues() -> list[str]:
     """Queues that at least one task is routed to (each needs a live consumer)."""
-    routed = {t.queue for t in TASKS}
+    routed = {q for t in TASKS for q in (t.queue, *t.alt_queues)}
     return [name for name in queue_names() if name in routed]
 
 

@@ -360,8 +360,8 @@ def upgrade() -> None:
         sa.Column("heartbeat_at", TZ, nullable=True),
         sa.Column("updated_at", TZ, nullable=False),
         _pk("task_records"),
-        _unique("task_records", "idempotency_key"),
     )
+    _index("task_records", "idempotency_key")
     _index("task_records", "tenant_id")
     _index("task_records", "name")
     _index("task_records", "status")

@@ -1,0 +1,59 @@
+"""Run every benchmark and print one table: relay, the baseline from the same run, the ratio.
+
+``BENCH_ROUNDS`` (default 3) sets how many times each measurement is repeated (median kept).
+``BENCH_ONLY`` runs the benchmarks whose module name contains it. Results also go to
+``bench/results/latest.md``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import platform
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench.common import Row
+
+MODULES = ("bench.bench_events", "bench.bench_tasks", "bench.bench_api")
+
+
+def _table(rows: list[Row]) -> str:
+    lines = [
+        "| benchmark | relay | baseline | ratio (>1: relay ahead) | note |",
+        "|---|---|---|---|---|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row.name} | {row.relay:,.1f} {row.unit} | {row.baseline:,.1f} {row.unit} "
+            f"| {row.ratio:.2f}x | {row.note} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> int:
+    rounds = int(os.environ.get("BENCH_ROUNDS", "3"))
+    only = os.environ.get("BENCH_ONLY", "")
+    rows: list[Row] = []
+    for name in MODULES:
+        if only and only not in name:
+            continue
+        module = importlib.import_module(name)
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        rows.extend(module.run(rounds))
+    header = (
+        f"relay benchmarks, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, "
+        f"{os.cpu_count()} cores, rounds={rounds}, "
+        f"database={'external' if os.environ.get('RELAY_DATABASE_URL') else 'sqlite'}, "
+        f"redis={'external' if os.environ.get('RELAY_REDIS_URL') else 'embedded'}"
+    )
+    text = header + "\n\n" + _table(rows) + "\n"
+    print(text)
+    out = Path(__file__).parent / "results" / "latest.md"
+    out.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

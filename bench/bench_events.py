@@ -1,0 +1,65 @@
+"""``EventBus.emit`` with three receivers against blinker's own ``send`` on the same receivers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from blinker import Namespace
+
+from bench.common import Row, bench_runtime, best_of, per_call_us
+from relay.events import signals
+from relay.events.payloads import AppDraftWorkflowSynced
+
+CALLS = 20_000
+
+
+def run(rounds: int) -> list[Row]:
+    sink: list[Any] = []
+
+    def make(i: int) -> Any:
+        def receiver(payload: Any, *args: Any, **kwargs: Any) -> None:
+            sink.append((i, payload))
+
+        return receiver
+
+    receivers = [make(i) for i in range(3)]
+    raw = Namespace().signal("bench_raw")
+    for r in receivers:
+        raw.connect(r, weak=False)
+    payload = AppDraftWorkflowSynced(tenant_id="t", app_id="a")
+
+    with bench_runtime() as (_, runtime):
+        bus = runtime.bus
+        signal = signals.app_draft_workflow_was_synced
+        existing = list(signal.receivers.values())
+        for r in existing:
+            signal.disconnect(r)
+        for r in receivers:
+            bus.connect(signal, r)
+        try:
+
+            def relay_emit() -> float:
+                sink.clear()
+                return per_call_us(lambda: bus.emit(signal, payload), CALLS)
+
+            def blinker_send() -> float:
+                sink.clear()
+                return per_call_us(lambda: raw.send(payload), CALLS)
+
+            relay_us = best_of(rounds, relay_emit)
+            raw_us = best_of(rounds, blinker_send)
+        finally:
+            for r in receivers:
+                bus.disconnect(signal, r)
+            for r in existing:
+                signal.connect(r, weak=False)
+    return [
+        Row(
+            "emit, 3 receivers (µs per event)",
+            relay_us,
+            raw_us,
+            "µs",
+            higher_is_better=False,
+            note="baseline: blinker send(); relay isolates, times and counts each receiver",
+        )
+    ]

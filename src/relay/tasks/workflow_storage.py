@@ -1,0 +1,254 @@
+"""Workflow run and node execution storage: upsert the snapshots the engine emits, by id.
+
+The engine publishes a snapshot of a run (or of a node execution) each time it changes; these
+tasks write them off the hot path. Several snapshots of one run can be in flight on different
+workers, so they may arrive out of order, and a message may be delivered twice. The rule that
+makes the outcome independent of arrival order: a snapshot is applied only if it is not *older*
+than the stored row, where age is ordered by
+
+1. status rank: ``running`` before any finished state (``succeeded``, ``failed``,
+   ``partial-succeeded``, ``stopped``; for nodes ``succeeded``, ``failed``, ``exception``,
+   ``retry``), so a finished or stopped run is never put back to running;
+2. ``finished_at``: of two finished states the later one wins (a missing one counts as earliest);
+3. for runs, ``total_steps``: of two running snapshots the one further along wins.
+
+A payload that does not validate can never succeed (``FatalTaskError``). A node execution whose
+run is not stored yet is retried (``RetryableTaskError``): the run's snapshot is on its way.
+Every query is scoped by the payload's tenant, which must match the message's tenant header.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Annotated, Any, TypeVar
+
+from celery import shared_task
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import field_validator as validator
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from relay.models import (
+    CreatorRole,
+    NodeExecutionStatus,
+    Tenant,
+    WorkflowNodeExecution,
+    WorkflowRun,
+    WorkflowRunStatus,
+    WorkflowRunTriggeredFrom,
+    utcnow,
+)
+from relay.tasks.base import RelayTask
+from relay.tasks.retry import FatalTaskError, RetryableTaskError
+
+log = logging.getLogger(__name__)
+
+Id = Annotated[str, StringConstraints(min_length=1, max_length=36)]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=255)]
+
+_EARLIEST = datetime.min.replace(tzinfo=UTC)
+# A stored row keeps these from its first snapshot; a later snapshot cannot move it elsewhere.
+_RUN_IDENTITY = frozenset(
+    {"id", "tenant_id", "app_id", "created_at", "created_by", "created_by_role", "triggered_from"}
+)
+_NODE_IDENTITY = frozenset({"id", "tenant_id", "app_id", "workflow_run_id", "created_at"})
+
+
+class _Snapshot(BaseModel):
+    """What run and node execution snapshots share: identity, owner and timestamps."""
+
+    # Unknown keys are ignored so that a newer engine adding a field does not dead-letter saves.
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    id: Id
+    tenant_id: Id
+    app_id: Id
+    created_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    @validator("created_at", "finished_at")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        # Timestamps without a zone are taken as UTC, which is what relay itself writes.
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+class RunSnapshot(_Snapshot):
+    """A workflow run as the engine reports it (``WorkflowRun`` columns)."""
+
+    triggered_from: WorkflowRunTriggeredFrom
+    version: Name
+    graph: dict[str, Any] = Field(default_factory=dict)
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    outputs: dict[str, Any] | None = None
+    status: WorkflowRunStatus
+    error: str | None = None
+    elapsed_time: float = Field(0.0, ge=0)
+    total_tokens: int = Field(0, ge=0)
+    total_steps: int = Field(0, ge=0)
+    exceptions_count: int = Field(0, ge=0)
+    created_by_role: CreatorRole
+    created_by: Id
+
+
+class NodeExecutionSnapshot(_Snapshot):
+    """One node execution as the engine reports it (``WorkflowNodeExecution`` columns)."""
+
+    workflow_run_id: Id
+    index: int = Field(ge=0)
+    node_execution_id: Annotated[str, StringConstraints(max_length=255)] | None = None
+    node_id: Name
+    node_type: Name
+    title: Name
+    inputs: dict[str, Any] | None = None
+    process_data: dict[str, Any] | None = None
+    outputs: dict[str, Any] | None = None
+    status: NodeExecutionStatus
+    error: str | None = None
+    elapsed_time: float = Field(0.0, ge=0)
+    execution_metadata: dict[str, Any] | None = None
+
+
+Version = tuple[int, datetime, int]
+
+
+def run_version(status: str, finished_at: datetime | None, total_steps: int) -> Version:
+    """The ordering key of a run snapshot: a snapshot is applied unless its key is smaller."""
+    rank = 0 if status == WorkflowRunStatus.RUNNING else 1
+    return (rank, finished_at or _EARLIEST, total_steps if rank == 0 else 0)
+
+
+def node_version(status: str, finished_at: datetime | None) -> Version:
+    """The ordering key of a node execution snapshot."""
+    rank = 0 if status == NodeExecutionStatus.RUNNING else 1
+    return (rank, finished_at or _EARLIEST, 0)
+
+
+@shared_task(name="relay.workflow_storage.save_run", base=RelayTask, bind=True)
+def save_run(self: RelayTask, run: dict[str, Any]) -> dict[str, str]:
+    """Upsert a workflow run snapshot; returns ``{"id", "outcome"}`` with outcome ``inserted``,
+    ``updated`` or ``ignored`` (older than the stored run), or ``{"skipped": "duplicate"}``."""
+    snapshot = _parse(RunSnapshot, run)
+    self.require_tenant(snapshot.tenant_id)
+    with self.effect() as session:
+        if session is None:
+            return {"skipped": "duplicate"}
+        outcome = _upsert_run(session, snapshot)
+    _log(self.name, snapshot.id, outcome)
+    return {"id": snapshot.id, "outcome": outcome}
+
+
+@shared_task(name="relay.workflow_storage.save_node_execution", base=RelayTask, bind=True)
+def save_node_execution(self: RelayTask, execution: dict[str, Any]) -> dict[str, str]:
+    """Upsert a node execution snapshot; same outcomes as ``save_run``."""
+    snapshot = _parse(NodeExecutionSnapshot, execution)
+    self.require_tenant(snapshot.tenant_id)
+    with self.effect() as session:
+        if session is None:
+            return {"skipped": "duplicate"}
+        outcome = _upsert_node(session, snapshot)
+    _log(self.name, snapshot.id, outcome)
+    return {"id": snapshot.id, "outcome": outcome}
+
+
+S = TypeVar("S", bound=_Snapshot)
+
+
+def _parse(model: type[S], data: Any) -> S:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise FatalTaskError(f"invalid {model.__name__}: {exc}") from exc
+
+
+def _upsert_run(session: Session, snapshot: RunSnapshot) -> str:
+    row = _locked(session, WorkflowRun, snapshot.id)
+    if row is None:
+        _require_tenant_row(session, snapshot.tenant_id)
+        row = _insert(session, WorkflowRun, snapshot)
+        if row is None:
+            return "inserted"
+    _same_owner(row, snapshot)
+    stored = run_version(row.status, row.finished_at, row.total_steps)
+    incoming = run_version(snapshot.status, snapshot.finished_at, snapshot.total_steps)
+    if incoming < stored:
+        return "ignored"
+    _assign(row, snapshot, _RUN_IDENTITY)
+    return "updated"
+
+
+def _upsert_node(session: Session, snapshot: NodeExecutionSnapshot) -> str:
+    run = session.get(WorkflowRun, snapshot.workflow_run_id)
+    if run is None:
+        # Snapshots travel on parallel workers: the run's first save may simply not be done.
+        raise RetryableTaskError(f"workflow run {snapshot.workflow_run_id} is not stored yet")
+    if run.tenant_id != snapshot.tenant_id or run.app_id != snapshot.app_id:
+        raise FatalTaskError(f"workflow run {run.id} belongs to another tenant or app")
+    row = _locked(session, WorkflowNodeExecution, snapshot.id)
+    if row is None:
+        row = _insert(session, WorkflowNodeExecution, snapshot)
+        if row is None:
+            return "inserted"
+    _same_owner(row, snapshot)
+    if row.workflow_run_id != snapshot.workflow_run_id:
+        raise FatalTaskError(f"node execution {row.id} belongs to another run")
+    stored = node_version(row.status, row.finished_at)
+    if node_version(snapshot.status, snapshot.finished_at) < stored:
+        return "ignored"
+    _assign(row, snapshot, _NODE_IDENTITY)
+    return "updated"
+
+
+M = TypeVar("M", WorkflowRun, WorkflowNodeExecution)
+
+
+def _locked(session: Session, model: type[M], row_id: str) -> M | None:
+    """The stored row, locked until commit (PostgreSQL; SQLite serialises writers anyway), so
+    that two workers comparing versions of one row take turns."""
+    return session.get(model, row_id, with_for_update=True)
+
+
+def _insert(session: Session, model: type[M], snapshot: _Snapshot) -> M | None:
+    """Insert the snapshot; None when inserted, else the row a concurrent save inserted first."""
+    values = snapshot.model_dump()
+    if values.get("created_at") is None:
+        values["created_at"] = utcnow()
+    try:
+        with session.begin_nested():
+            session.add(model(**values))
+    except IntegrityError:
+        row = _locked(session, model, snapshot.id)
+        if row is None:
+            raise
+        return row
+    return None
+
+
+def _require_tenant_row(session: Session, tenant_id: str) -> None:
+    if session.get(Tenant, tenant_id) is None:
+        raise FatalTaskError(f"unknown tenant {tenant_id}")
+
+
+def _same_owner(row: WorkflowRun | WorkflowNodeExecution, snapshot: _Snapshot) -> None:
+    if (row.tenant_id, row.app_id) != (snapshot.tenant_id, snapshot.app_id):
+        # Same id, another tenant (or app): never touch it, and retrying cannot help.
+        raise FatalTaskError(f"{type(row).__name__} {row.id} belongs to another tenant or app")
+
+
+def _assign(
+    row: WorkflowRun | WorkflowNodeExecution, snapshot: _Snapshot, keep: frozenset[str]
+) -> None:
+    """Copy the fields the snapshot carries (not the defaults of fields it left out)."""
+    for name, value in snapshot.model_dump(exclude_unset=True).items():
+        if name not in keep:
+            setattr(row, name, value)
+
+
+def _log(task: str, row_id: str, outcome: str) -> None:
+    log.debug(
+        "workflow snapshot stored",
+        extra={"action": "workflow_storage." + outcome, "task": task, "id": row_id},
+    )

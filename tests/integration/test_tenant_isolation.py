@@ -1,0 +1,215 @@
+"""Tenant A's API key reaches none of tenant B's resources, on every tenant-scoped endpoint.
+
+The cases come from ``app.url_map``: every ``/v1`` rule with path parameters (tenant management
+and the diagnostic task routes aside), every method. Each parameter is filled from B's resources
+by its name; a parameter this test does not know fails it, and so does a write endpoint without a
+sample body, so a new endpoint cannot slip by uncovered. Every answer must be the 404 an unknown
+id gets, word for word, and B's rows must be unchanged afterwards.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from relay.config import Settings
+from relay.models import Base
+from tests.integration.test_api_support import Api, TenantCredentials, admin_api, captured_events
+
+EXCLUDED_PREFIXES = ("/v1/tenants", "/v1/tasks", "/v1/ping-task")
+IGNORED_METHODS = {"HEAD", "OPTIONS"}
+
+GRAPH = {"nodes": [{"id": "start", "data": {"type": "start"}}], "edges": []}
+# A valid body per write endpoint, so that a 404 (not a 400) is what isolation has to produce.
+BODIES: dict[tuple[str, str], dict[str, Any]] = {
+    ("PUT", "/v1/apps/<app_id>/model-config"): {"model_config": {"model": "x"}},
+    ("PUT", "/v1/apps/<app_id>/workflows/draft"): {"graph": GRAPH},
+    ("POST", "/v1/apps/<app_id>/workflows/publish"): {},
+    ("POST", "/v1/apps/<app_id>/messages"): {
+        "query": "q",
+        "answer": "a",
+        "message_tokens": 1,
+        "answer_tokens": 1,
+    },
+    ("POST", "/v1/datasets/<dataset_id>/documents"): {"name": "n", "content": "text"},
+}
+WRITE_METHODS = {"POST", "PUT", "PATCH"}
+# A floor: the generator must find at least these (it finds new ones by itself).
+KNOWN_ROUTES = {
+    *BODIES,
+    ("GET", "/v1/apps/<app_id>"),
+    ("DELETE", "/v1/apps/<app_id>"),
+    ("GET", "/v1/apps/<app_id>/messages"),
+    ("GET", "/v1/datasets/<dataset_id>"),
+    ("DELETE", "/v1/datasets/<dataset_id>"),
+    ("GET", "/v1/datasets/<dataset_id>/documents"),
+    ("GET", "/v1/datasets/<dataset_id>/documents/<document_id>"),
+    ("DELETE", "/v1/datasets/<dataset_id>/documents/<document_id>"),
+}
+
+
+@dataclass(frozen=True)
+class Case:
+    method: str
+    rule: str
+    values: dict[str, str]
+
+    @property
+    def path(self) -> str:
+        path = self.rule
+        for name, value in self.values.items():
+            path = path.replace(f"<{name}>", value)
+        return path
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.path}"
+
+
+@pytest.fixture
+def api(settings: Settings) -> Iterator[Api]:
+    with admin_api(settings) as driver:
+        yield driver
+
+
+def _resources(api: Api, tenant: TenantCredentials) -> dict[str, str]:
+    """One of each resource for ``tenant``, by the path parameter that names it."""
+    app = api.ok("POST", "/v1/apps", tenant, 201, json={"name": "app", "mode": "workflow"})
+    api.ok("PUT", f"/v1/apps/{app['id']}/workflows/draft", tenant, json={"graph": GRAPH})
+    api.ok("POST", f"/v1/apps/{app['id']}/workflows/publish", tenant)
+    api.ok(
+        "POST",
+        f"/v1/apps/{app['id']}/messages",
+        tenant,
+        201,
+        json=BODIES[("POST", "/v1/apps/<app_id>/messages")],
+    )
+    dataset = api.ok("POST", "/v1/datasets", tenant, 201, json={"name": "kb"})
+    upload = api.ok(
+        "POST",
+        f"/v1/datasets/{dataset['id']}/documents",
+        tenant,
+        201,
+        json={"name": "doc", "content": "some words"},
+    )
+    return {
+        "app_id": app["id"],
+        "dataset_id": dataset["id"],
+        "document_id": upload["documents"][0]["id"],
+    }
+
+
+def _cases(api: Api, own: dict[str, str], foreign: dict[str, str]) -> list[Case]:
+    """Every tenant-scoped (method, rule), all parameters foreign, then each one alone."""
+    cases: list[Case] = []
+    for rule in api.app.url_map.iter_rules():
+        if not rule.rule.startswith("/v1/") or not rule.arguments:
+            continue
+        if rule.rule.startswith(EXCLUDED_PREFIXES):
+            continue
+        unknown = sorted(set(rule.arguments) - set(foreign))
+        assert not unknown, (
+            f"{rule.rule}: no tenant-B resource for path parameter(s) {unknown}; "
+            "teach test_tenant_isolation.py to create one"
+        )
+        for method in sorted((rule.methods or set()) - IGNORED_METHODS):
+            if method in WRITE_METHODS:
+                assert (method, rule.rule) in BODIES, (
+                    f"{method} {rule.rule}: add a valid sample body to BODIES"
+                )
+            names = sorted(rule.arguments)
+            cases.append(Case(method, rule.rule, {n: foreign[n] for n in names}))
+            if len(names) > 1:
+                # The caller's own parent with B's child (and so on): each must still be 404.
+                for mixed in names:
+                    values = {n: (foreign[n] if n == mixed else own[n]) for n in names}
+                    cases.append(Case(method, rule.rule, values))
+    return cases
+
+
+def _snapshot(api: Api, tenant_id: str) -> dict[str, list[dict[str, Any]]]:
+    """Every row the tenant owns (and its tenant row), table by table."""
+    tables: dict[str, list[dict[str, Any]]] = {}
+    with api.runtime.db.engine.connect() as conn:
+        for table in Base.metadata.sorted_tables:
+            column = table.c.get("tenant_id") if table.name != "tenants" else table.c.id
+            if column is None:
+                continue
+            rows = conn.execute(select(table).where(column == tenant_id)).mappings()
+            tables[table.name] = sorted((dict(row) for row in rows), key=lambda r: str(r["id"]))
+    return tables
+
+
+def _send(api: Api, case: Case, tenant: TenantCredentials) -> Any:
+    body = BODIES.get((case.method, case.rule)) if case.method in WRITE_METHODS else None
+    return api.call(case.method, case.path, tenant, json=body)
+
+
+def test_a_tenant_gets_404_on_every_resource_of_another(api: Api) -> None:
+    a = api.create_tenant("tenant a")
+    b = api.create_tenant("tenant b")
+    own = _resources(api, a)
+    foreign = _resources(api, b)
+    cases = _cases(api, own, foreign)
+    covered = {(c.method, c.rule) for c in cases}
+    assert covered >= KNOWN_ROUTES, sorted(KNOWN_ROUTES - covered)
+
+    before = _snapshot(api, b.id)
+    for table in ("apps", "conversations", "messages", "datasets", "documents", "api_keys"):
+        assert before[table], f"tenant B has no {table} to protect"
+    with captured_events(api.runtime) as events:
+        for case in cases:
+            response = _send(api, case, a)
+            assert response.status_code == 404, (str(case), response.status_code, response.json)
+            unknown = {name: str(uuid.uuid4()) for name in case.values}
+            baseline = _send(api, Case(case.method, case.rule, unknown), a)
+            assert baseline.status_code == 404, str(case)
+            assert response.json == baseline.json, f"{case} differs from an unknown id"
+            assert set(response.json) == {"code", "message", "details"}
+            assert response.json["code"] == "not_found"
+
+    assert _snapshot(api, b.id) == before, "tenant B's data changed"
+    touched = [(name, p) for name, p in events if getattr(p, "tenant_id", None) == b.id]
+    assert touched == [], "an event about tenant B was emitted"
+    # B still sees everything it had.
+    assert api.ok("GET", f"/v1/apps/{foreign['app_id']}", b)["published_workflow"] == GRAPH
+    document = f"/v1/datasets/{foreign['dataset_id']}/documents/{foreign['document_id']}"
+    assert api.ok("GET", document, b)["name"] == "doc"
+
+
+def test_lists_show_only_the_callers_resources(api: Api) -> None:
+    a = api.create_tenant("tenant a")
+    b = api.create_tenant("tenant b")
+    own = _resources(api, a)
+    foreign = _resources(api, b)
+    for path, key in [("/v1/apps", "app_id"), ("/v1/datasets", "dataset_id")]:
+        listed = api.ok("GET", path, a)
+        assert [item["id"] for item in listed["data"]] == [own[key]]
+        assert listed["total"] == 1
+    documents = api.ok("GET", f"/v1/datasets/{own['dataset_id']}/documents", a)
+    assert [d["id"] for d in documents["data"]] == [own["document_id"]]
+    messages = api.ok("GET", f"/v1/apps/{own['app_id']}/messages", a)
+    assert messages["total"] == 1
+    assert foreign["app_id"] not in str(messages)
+
+
+def test_the_tenant_comes_from_the_key_not_the_request(api: Api) -> None:
+    a = api.create_tenant("tenant a")
+    b = api.create_tenant("tenant b")
+    spoofed = api.call(
+        "POST",
+        f"/v1/apps?tenant_id={b.id}",
+        a,
+        json={"name": "mine", "mode": "chat"},
+        headers={"X-Tenant-Id": b.id},
+    )
+    assert spoofed.status_code == 201
+    assert api.ok("GET", "/v1/apps", b)["total"] == 0
+    smuggled = api.call(
+        "POST", "/v1/apps", a, json={"name": "x", "mode": "chat", "tenant_id": b.id}
+    )
+    assert smuggled.status_code == 400
