@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: up test lint format bench chaos clean
+.PHONY: up test lint format bench chaos clean readme
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,3 +38,7 @@ chaos: $(STAMP)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+
+# Regenerate the README's configuration table from the settings models.
+readme: $(STAMP)
+	$(BIN)/python -c "import re, pathlib; from relay.cli import settings_table; p = pathlib.Path('README.md'); t = p.read_text(); p.write_text(re.sub(r'(## Configuration\n\n)\| variable.*?\n(\n## )', lambda m: m.group(1) + settings_table() + '\n' + m.group(2), t, flags=re.S))"

@@ -19,7 +19,9 @@ from relay.extensions.ext_db import init_db
 from relay.extensions.ext_logging import init_logging
 from relay.extensions.ext_metrics import init_metrics
 from relay.extensions.ext_redis import init_redis
+from relay.monitoring.task_metrics import TaskStats, TaskStatsCollector
 from relay.runtime import Runtime
+from relay.tasks.lifecycle import TaskLifecycle
 
 
 def resolve_redis_url(settings: Settings) -> tuple[str, EmbeddedRedis | None]:
@@ -44,6 +46,13 @@ def create_runtime(settings: Settings) -> Runtime:
     outbox = Outbox(db, celery)
     bus = EventBus(client, settings, outbox, registry=metrics.registry)
     register_handlers(bus)
+    lifecycle = TaskLifecycle(
+        db,
+        outbox,
+        TaskStats(client),
+        heartbeat_interval=settings.celery.heartbeat_interval,
+    )
+    metrics.registry.register(TaskStatsCollector(client))
     runtime = Runtime(
         settings=settings,
         redis_url=redis_url,
@@ -53,6 +62,7 @@ def create_runtime(settings: Settings) -> Runtime:
         metrics=metrics,
         outbox=outbox,
         bus=bus,
+        lifecycle=lifecycle,
         embedded_redis=embedded,
     )
     celery.relay_runtime = runtime

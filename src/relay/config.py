@@ -94,6 +94,17 @@ class CelerySettings(BaseModel):
     concurrency: int = Field(2, ge=1, description="Worker processes started by `relay up`")
     prefetch_multiplier: int = Field(1, ge=1, description="Messages reserved per worker process")
     result_expires: int = Field(86400, gt=0, description="Seconds task results are kept")
+    heartbeat_interval: float = Field(
+        10.0, gt=0, description="Seconds between heartbeats of a running task's record"
+    )
+    stale_after: float = Field(
+        60.0, gt=0, description="Seconds without heartbeat before the reaper requeues a task"
+    )
+    lost_after: float = Field(
+        600.0,
+        gt=0,
+        description="Seconds after publishing before an outbox task never started is resent",
+    )
     outbox_grace_seconds: float = Field(
         10.0,
         ge=0,
@@ -168,6 +179,44 @@ class MonitoringSettings(BaseModel):
     health_timeout: float = Field(1.0, gt=0, description="Seconds a health probe may take")
     worker_ttl: int = Field(30, gt=0, description="Seconds a worker's presence outlives its beat")
     alert_webhook: str | None = Field(None, description="URL that receives alerts as JSON")
+    alert_webhook_timeout: float = Field(
+        5.0, gt=0, description="Seconds before an alert webhook POST times out"
+    )
+    alert_webhook_min_severity: str = Field(
+        "warning",
+        description="Lowest severity POSTed to the webhook (info, warning, error, critical); "
+        "every alert is logged",
+    )
+    alert_dedup_seconds: int = Field(
+        300,
+        ge=0,
+        description="Seconds an alert with the same key and severity is suppressed after it "
+        "fired (across processes; 0 disables)",
+    )
+    queue_max_length: int = Field(
+        1000, ge=1, description="Messages waiting in a queue above which the monitor alerts"
+    )
+    queue_max_age: float = Field(
+        300.0,
+        gt=0,
+        description="Seconds the oldest waiting message of a queue may wait before the monitor "
+        "alerts",
+    )
+
+    @field_validator("alert_webhook")
+    @classmethod
+    def _webhook_http(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value or None
+
+    @field_validator("alert_webhook_min_severity")
+    @classmethod
+    def _severity(cls, value: str) -> str:
+        value = value.lower()
+        if value not in {"info", "warning", "error", "critical"}:
+            raise ValueError("must be info, warning, error or critical")
+        return value
 
 
 class MailSettings(BaseModel):
@@ -206,6 +255,55 @@ class OpsTraceSettings(BaseModel):
         return value or None
 
 
+def _sandbox_only_30_days() -> dict[Plan, int]:
+    return {Plan.SANDBOX: 30, Plan.PROFESSIONAL: 0, Plan.TEAM: 0, Plan.ENTERPRISE: 0}
+
+
+class RetentionSettings(BaseModel):
+    """Periodic clean-up on beat, and which beat entries run at all.
+
+    Day counts are per plan (JSON object); 0, or a plan left out, means "never". The same number
+    for every plan is a global setting.
+    """
+
+    disabled_beats: list[str] = Field(
+        default_factory=list,
+        description='Beat entries not to schedule (JSON list of names, e.g. ["clean-messages"])',
+    )
+    unused_dataset_days: dict[Plan, int] = Field(
+        default_factory=lambda: {
+            Plan.SANDBOX: 7,
+            Plan.PROFESSIONAL: 30,
+            Plan.TEAM: 0,
+            Plan.ENTERPRISE: 0,
+        },
+        description="Days without document or message activity after which a dataset's "
+        "documents are disabled, per plan (0: never)",
+    )
+    message_days: dict[Plan, int] = Field(
+        default_factory=_sandbox_only_30_days,
+        description="Days messages are kept, per plan (0: forever)",
+    )
+    workflow_run_days: dict[Plan, int] = Field(
+        default_factory=_sandbox_only_30_days,
+        description="Days workflow runs and their node executions are kept, per plan (0: forever)",
+    )
+    batch_size: int = Field(
+        500, ge=1, le=10_000, description="Rows changed per clean-up transaction"
+    )
+    tenant_batch_size: int = Field(
+        100, ge=1, description="Tenants loaded per page by the unused-dataset clean-up"
+    )
+
+    @field_validator("unused_dataset_days", "message_days", "workflow_run_days")
+    @classmethod
+    def _days(cls, value: dict[Plan, int]) -> dict[Plan, int]:
+        bad = [str(plan) for plan, days in value.items() if days < 0]
+        if bad:
+            raise ValueError(f"must not be negative for {', '.join(bad)}")
+        return value
+
+
 class LogSettings(BaseModel):
     """Logging."""
 
@@ -242,6 +340,7 @@ class Settings(BaseSettings):
     log: LogSettings = Field(default_factory=LogSettings)
     mail: MailSettings = Field(default_factory=MailSettings)
     ops_trace: OpsTraceSettings = Field(default_factory=OpsTraceSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
 
     @model_validator(mode="after")
     def _absolute_var_dir(self) -> Settings:

@@ -15,6 +15,7 @@ from relay.extensions.ext_metrics import Metrics
 if TYPE_CHECKING:
     from relay.events.bus import EventBus
     from relay.events.outbox import Outbox
+    from relay.tasks.lifecycle import TaskLifecycle
 
 
 @dataclass
@@ -29,11 +30,13 @@ class Runtime:
     metrics: Metrics
     outbox: Outbox
     bus: EventBus
+    lifecycle: TaskLifecycle
     embedded_redis: EmbeddedRedis | None = None
 
     def close(self) -> None:
         """Release connections (the embedded Redis stays up until its owner exits)."""
         self.bus.flush()
         self.outbox.flush()
+        self.lifecycle.flush()
         self.db.close()
         self.redis.close()

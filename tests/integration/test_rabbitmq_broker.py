@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from relay.app_factory import create_app
 from relay.config import Settings
-from tests.conftest import run_worker
+from relay.models import Base
+from tests.conftest import migrated_external_db_in_use, run_worker
 from tests.services import require_rabbitmq
 
 
@@ -15,6 +16,8 @@ def test_ping_over_rabbitmq(settings: Settings) -> None:
     )
     app = create_app(rabbit)
     runtime = app.extensions["relay"]
+    if not migrated_external_db_in_use(rabbit):
+        Base.metadata.create_all(runtime.db.engine)
     assert runtime.celery.conf.broker_url.startswith("amqp://")
     client = app.test_client()
     with run_worker(runtime, queues=["monitor"]):

@@ -50,8 +50,11 @@ class Batcher(Generic[K, V]):
         if self._pid != os.getpid():
             self._start()
 
-    def flush(self) -> int:
-        """Apply everything buffered now; returns how many keys were applied."""
+    def flush(self, *, quiet: bool = False) -> int:
+        """Apply everything buffered now; returns how many keys were applied.
+
+        ``quiet`` is for the flush at interpreter exit, when logging may already be torn down.
+        """
         with self._lock:
             batch, self._pending = self._pending, {}
         if not batch:
@@ -59,7 +62,10 @@ class Batcher(Generic[K, V]):
         try:
             self._apply(batch)
         except Exception:
-            log.exception("batched write failed", extra={"action": f"{self.name}.flush_failed"})
+            if not quiet:
+                log.exception(
+                    "batched write failed", extra={"action": f"{self.name}.flush_failed"}
+                )
             with self._lock:
                 for key, value in batch.items():
                     # Newer values that arrived meanwhile win over the failed batch.
@@ -74,7 +80,7 @@ class Batcher(Generic[K, V]):
             self._pid = os.getpid()
         thread = threading.Thread(target=self._run, name=f"relay-{self.name}", daemon=True)
         thread.start()
-        atexit.register(self.flush)
+        atexit.register(self.flush, quiet=True)
 
     def _run(self) -> None:
         stop = threading.Event()

@@ -35,6 +35,15 @@ class QueueMonitor:
                 result[name] = int(count)
         return result
 
+    def length(self, queue: str) -> int:
+        """Messages waiting in one queue (0 when the broker has never seen it)."""
+        with self.celery.connection_for_read() as conn:
+            try:
+                _, count, _ = conn.default_channel.queue_declare(queue=queue, passive=True)
+            except ChannelError:
+                return 0
+            return int(count)
+
     def store(self, lengths: dict[str, int], *, at: float) -> None:
         """Keep the snapshot for the health page."""
         self.redis.set(SNAPSHOT_KEY, json.dumps({"at": at, "lengths": lengths}), ex=3600)

@@ -17,10 +17,14 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from celery import Task
+from celery.exceptions import Retry
 from sqlalchemy.exc import IntegrityError
 
 from relay.errors import TaskError
 from relay.models import ProcessedKey
+from relay.tasks.catalog import TaskSpec, spec_or_default
+from relay.tasks.lifecycle import Run, relay_headers
+from relay.tasks.retry import RetryPolicy, Verdict
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -40,6 +44,8 @@ class RelayTask(Task):  # type: ignore[misc]
     abstract = True
     acks_late = True
     reject_on_worker_lost = True
+    # Set on a task class to override the catalogue's policy (tasks outside the catalogue).
+    retry_policy: RetryPolicy | None = None
 
     @property
     def runtime(self) -> Runtime:
@@ -47,10 +53,44 @@ class RelayTask(Task):  # type: ignore[misc]
         runtime: Runtime = self.app.relay_runtime
         return runtime
 
+    @property
+    def spec(self) -> TaskSpec:
+        """This task's catalogue row (routes, limits, retry policy)."""
+        return spec_or_default(self.name)
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         flask_app = self.app.flask_app
-        with flask_app.app_context():
-            return super().__call__(*args, **kwargs)
+        request = self.request
+        if request.called_directly or request.is_eager:
+            # A plain call or apply(): no broker message, so nothing to record, retry or bury.
+            with flask_app.app_context():
+                return super().__call__(*args, **kwargs)
+        lifecycle = self.runtime.lifecycle
+        run = Run(
+            task_id=request.id,
+            name=self.name,
+            queue=(request.delivery_info or {}).get("routing_key") or self.spec.queue,
+            attempt=(request.retries or 0) + 1,
+            worker=request.hostname or "",
+            tenant_id=self.tenant_id,
+            args=list(args),
+            kwargs=dict(kwargs),
+            headers=relay_headers(request.headers),
+            idempotency_key=self.idempotency_key,
+        )
+        lifecycle.started(run)
+        try:
+            with flask_app.app_context():
+                result = super().__call__(*args, **kwargs)
+        except Retry:
+            raise  # the task asked for its own retry (self.retry()); Celery handles it
+        except Exception as exc:
+            decision = lifecycle.failed(run, exc, self.retry_policy or self.spec.retry)
+            if decision.verdict is Verdict.RETRY:
+                raise self.retry(exc=exc, countdown=decision.delay, max_retries=None) from exc
+            raise
+        lifecycle.succeeded(run, result)
+        return result
 
     # --- message headers ------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from relay.config import Plan
+from relay.tasks.retry import DEFAULT_POLICY, RetryPolicy
 
 
 @dataclass(frozen=True)
@@ -23,12 +24,13 @@ class QueueSpec:
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """Route and time limits of one task type."""
+    """Route, time limits and retry policy of one task type."""
 
     name: str
     queue: str
     soft_time_limit: int = 300
     time_limit: int = 360
+    retry: RetryPolicy = DEFAULT_POLICY
     # Queues a caller may pick instead of ``queue`` (e.g. by the tenant's plan); each needs a
     # consumer just like the default one.
     alt_queues: tuple[str, ...] = ()
@@ -60,8 +62,15 @@ QUEUES: tuple[QueueSpec, ...] = (
     QueueSpec("monitor", "health probes and queue monitoring"),
 )
 
+# Three retries, 1 s, 2 s, 4 s (+ jitter): storage writes fail on brief database hiccups.
+_STORAGE_RETRY = RetryPolicy(max_attempts=4, base_delay=1, max_delay=30)
+
 TASKS: tuple[TaskSpec, ...] = (
     TaskSpec("relay.ping", "monitor", soft_time_limit=10, time_limit=15),
+    # Records its effect once per idempotency key: proves exactly-once effects end to end.
+    TaskSpec("relay.canary", "monitor", soft_time_limit=10, time_limit=15),
+    TaskSpec("relay.maintenance.reap", "schedule", soft_time_limit=120, time_limit=150),
+    TaskSpec("relay.maintenance.purge", "schedule", soft_time_limit=300, time_limit=360),
     TaskSpec("relay.monitor.snapshot_queues", "monitor", soft_time_limit=20, time_limit=30),
     TaskSpec("relay.outbox.relay_pending", "schedule", soft_time_limit=60, time_limit=90),
     TaskSpec("relay.dataset.clean_dataset", "dataset", soft_time_limit=600, time_limit=660),
@@ -74,20 +83,41 @@ TASKS: tuple[TaskSpec, ...] = (
         time_limit=1860,
         alt_queues=("priority_dataset",),
     ),
-    TaskSpec("relay.mail.send", "mail", soft_time_limit=60, time_limit=90),
-    TaskSpec("relay.ops_trace.deliver", "ops_trace", soft_time_limit=60, time_limit=90),
     TaskSpec(
-        "relay.workflow_storage.save_run", "workflow_storage", soft_time_limit=30, time_limit=60
+        "relay.mail.send",
+        "mail",
+        soft_time_limit=60,
+        time_limit=90,
+        retry=RetryPolicy(max_attempts=5, base_delay=30, max_delay=600),
+    ),
+    TaskSpec(
+        "relay.ops_trace.deliver",
+        "ops_trace",
+        soft_time_limit=60,
+        time_limit=90,
+        retry=RetryPolicy(max_attempts=5, base_delay=5, max_delay=300),
+    ),
+    TaskSpec(
+        "relay.workflow_storage.save_run",
+        "workflow_storage",
+        soft_time_limit=30,
+        time_limit=60,
+        retry=_STORAGE_RETRY,
     ),
     TaskSpec(
         "relay.workflow_storage.save_node_execution",
         "workflow_storage",
         soft_time_limit=30,
         time_limit=60,
+        retry=_STORAGE_RETRY,
     ),
     # Batched and resumable: a run cut off by its time limit is finished by the retry.
     TaskSpec(
-        "relay.app_deletion.remove_app", "app_deletion", soft_time_limit=1800, time_limit=1860
+        "relay.app_deletion.remove_app",
+        "app_deletion",
+        soft_time_limit=1800,
+        time_limit=1860,
+        retry=RetryPolicy(max_attempts=5, base_delay=60, max_delay=1800),
     ),
 )
 
@@ -95,10 +125,14 @@ BEAT: tuple[BeatSpec, ...] = (
     BeatSpec("snapshot-queues", "relay.monitor.snapshot_queues", timedelta(seconds=30)),
     # Republishes outbox rows whose after-commit publish never happened (process died).
     BeatSpec("relay-outbox", "relay.outbox.relay_pending", timedelta(seconds=5)),
+    # Finds work stranded by dead workers (stale heartbeats, lost messages, stuck documents).
+    BeatSpec("reaper", "relay.maintenance.reap", timedelta(seconds=30)),
+    BeatSpec("purge", "relay.maintenance.purge", timedelta(hours=1)),
 )
 
 TASK_MODULES: tuple[str, ...] = (
     "relay.tasks.ping",
+    "relay.tasks.maintenance",
     "relay.tasks.monitor",
     "relay.tasks.outbox_relay",
     "relay.tasks.dataset_cleanup",
@@ -128,12 +162,17 @@ def routed_queues() -> list[str]:
     return [name for name in queue_names() if name in routed]
 
 
+_BY_NAME = {spec.name: spec for spec in TASKS}
+
+
 def task_spec(name: str) -> TaskSpec:
     """The catalogue row of task ``name``; KeyError when it is not catalogued."""
-    for spec in TASKS:
-        if spec.name == name:
-            return spec
-    raise KeyError(name)
+    return _BY_NAME[name]
+
+
+def spec_or_default(name: str, queue: str = "monitor") -> TaskSpec:
+    """The catalogue row, or defaults for a task from an extra module (``--include``)."""
+    return _BY_NAME.get(name) or TaskSpec(name, queue)
 
 
 def longest_time_limit() -> int:

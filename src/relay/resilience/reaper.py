@@ -1,0 +1,215 @@
+"""The reaper: finds work a dead worker left behind and puts it back on its way.
+
+Three kinds of stranded work, each checked on every beat:
+
+1. A task record ``STARTED`` (or ``RECEIVED``) whose heartbeat stopped: the process running it
+   died. The task is published again under the same id and headers (its effect is idempotent)
+   or, when its retry policy is spent, buried as a dead letter (``worker_lost``).
+2. An outbox row sent long ago whose task never started: the message was lost in transit (for
+   example popped from the Redis list by a worker killed before it recorded it as unacked). When
+   the target queue is empty the row is published again.
+3. A document stuck in an in-progress indexing status past the indexing time limit: put back to
+   ``waiting`` and indexed again.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select, update
+
+from relay.models import (
+    Document,
+    IndexingStatus,
+    OutboxMessage,
+    OutboxStatus,
+    TaskRecord,
+    TaskStatus,
+    utcnow,
+)
+from relay.tasks.catalog import spec_or_default, task_spec
+
+if TYPE_CHECKING:
+    from relay.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+IN_PROGRESS = (
+    IndexingStatus.PARSING,
+    IndexingStatus.CLEANING,
+    IndexingStatus.SPLITTING,
+    IndexingStatus.INDEXING,
+)
+
+
+@dataclass
+class ReapReport:
+    """What one pass did."""
+
+    requeued: int = 0
+    buried: int = 0
+    resent: int = 0
+    documents: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(vars(self))
+
+
+class Reaper:
+    """One pass over stranded work; safe to run on several machines at once."""
+
+    def __init__(self, runtime: Runtime, batch: int = 200) -> None:
+        self.runtime = runtime
+        self.batch = batch
+
+    def run(self) -> ReapReport:
+        report = ReapReport()
+        self._stale_tasks(report)
+        self._lost_messages(report)
+        self._stuck_documents(report)
+        if any(vars(report).values()):
+            log.warning(
+                "reaper recovered work", extra={"action": "reaper.recovered", **vars(report)}
+            )
+        return report
+
+    # --- 1. stale heartbeats --------------------------------------------------------------------
+
+    def _stale_tasks(self, report: ReapReport) -> None:
+        settings = self.runtime.settings.celery
+        cutoff = utcnow() - timedelta(seconds=settings.stale_after)
+        db = self.runtime.db
+        with db.transaction() as session:
+            query = (
+                select(TaskRecord)
+                .where(TaskRecord.status.in_((TaskStatus.STARTED, TaskStatus.RECEIVED)))
+                .where(TaskRecord.heartbeat_at < cutoff)
+                .limit(self.batch)
+            )
+            if not db.is_sqlite:
+                query = query.with_for_update(skip_locked=True)
+            for record in session.scalars(query):
+                policy = spec_or_default(record.name, record.queue).retry
+                if record.attempts >= policy.max_attempts:
+                    self.runtime.lifecycle.dead_letters.bury(
+                        task_id=record.id,
+                        task_name=record.name,
+                        queue=record.queue,
+                        tenant_id=record.tenant_id,
+                        args=list(record.args),
+                        kwargs=dict(record.kwargs),
+                        headers=dict(record.headers or {}),
+                        reason="worker_lost",
+                        error=f"worker {record.worker} stopped while running attempt "
+                        f"{record.attempts}",
+                        traceback=None,
+                        attempts=record.attempts,
+                    )
+                    record.status = TaskStatus.DEAD
+                    record.finished_at = utcnow()
+                    report.buried += 1
+                else:
+                    self._publish(
+                        record.name,
+                        record.id,
+                        record.queue,
+                        record.args,
+                        record.kwargs,
+                        record.headers or {},
+                        retries=record.attempts,
+                    )
+                    record.status = TaskStatus.PENDING
+                    report.requeued += 1
+                record.error = (
+                    f"worker {record.worker} lost (no heartbeat since {record.heartbeat_at})"
+                )
+
+    # --- 2. messages lost in transit ------------------------------------------------------------
+
+    def _lost_messages(self, report: ReapReport) -> None:
+        cutoff = utcnow() - timedelta(seconds=self.runtime.settings.celery.lost_after)
+        lengths: dict[str, int] = {}
+        db = self.runtime.db
+        with db.transaction() as session:
+            started = select(TaskRecord.id).where(TaskRecord.id == OutboxMessage.id)
+            query = (
+                select(OutboxMessage)
+                .where(OutboxMessage.status == OutboxStatus.SENT)
+                .where(OutboxMessage.sent_at < cutoff)
+                .where(~started.exists())
+                .order_by(OutboxMessage.sent_at)
+                .limit(self.batch)
+            )
+            if not db.is_sqlite:
+                query = query.with_for_update(skip_locked=True, of=OutboxMessage)
+            for row in session.scalars(query):
+                if row.queue not in lengths:
+                    lengths[row.queue] = self._queue_length(row.queue)
+                if lengths[row.queue]:
+                    continue  # it may still be waiting its turn; look again next pass
+                self._publish(row.task_name, row.id, row.queue, row.args, row.kwargs, row.headers)
+                row.sent_at = utcnow()
+                row.attempts += 1
+                report.resent += 1
+
+    def _queue_length(self, queue: str) -> int:
+        from relay.monitoring.queues import QueueMonitor
+
+        return QueueMonitor(self.runtime.celery, self.runtime.redis).length(queue)
+
+    # --- 3. documents stuck mid-indexing --------------------------------------------------------
+
+    def _stuck_documents(self, report: ReapReport) -> None:
+        limit = task_spec("relay.dataset.index_documents").time_limit
+        cutoff = utcnow() - timedelta(seconds=limit + 60)
+        db = self.runtime.db
+        with db.transaction() as session:
+            stuck = list(
+                session.execute(
+                    select(Document.id, Document.tenant_id, Document.dataset_id)
+                    .where(Document.indexing_status.in_(IN_PROGRESS))
+                    .where(Document.processing_started_at < cutoff)
+                    .limit(self.batch)
+                )
+            )
+            if not stuck:
+                return
+            session.execute(
+                update(Document)
+                .where(Document.id.in_([row.id for row in stuck]))
+                .values(indexing_status=IndexingStatus.WAITING, processing_started_at=None)
+            )
+            groups: dict[tuple[str, str], list[str]] = {}
+            for row in stuck:
+                groups.setdefault((row.tenant_id, row.dataset_id), []).append(row.id)
+            for (tenant_id, dataset_id), ids in groups.items():
+                self.runtime.outbox.enqueue(
+                    session,
+                    "relay.dataset.index_documents",
+                    args=[tenant_id, dataset_id, ids],
+                    tenant_id=tenant_id,
+                )
+            report.documents += len(stuck)
+
+    def _publish(
+        self,
+        name: str,
+        task_id: str,
+        queue: str,
+        args: Any,
+        kwargs: Any,
+        headers: dict[str, Any],
+        retries: int = 0,
+    ) -> None:
+        self.runtime.celery.send_task(
+            name,
+            args=args,
+            kwargs=kwargs,
+            task_id=task_id,
+            queue=queue,
+            headers=dict(headers),
+            retries=retries,
+        )
