@@ -16,7 +16,7 @@ from pathlib import Path
 
 from bench.common import Row
 
-MODULES = ("bench.bench_events", "bench.bench_tasks", "bench.bench_api")
+MODULES = ("bench.bench_events", "bench.bench_tasks", "bench.bench_api", "bench.bench_engine")
 
 
 def _table(rows: list[Row]) -> str:

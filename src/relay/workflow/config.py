@@ -1,0 +1,80 @@
+"""Settings the engine and nodes take explicitly (relay.config maps its environment onto these)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+
+class _Config(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class EngineConfig(_Config):
+    """How the engine schedules nodes."""
+
+    max_workers: int = Field(4, ge=1, le=256, description="threads running nodes of one level")
+    max_iteration_parallelism: int = Field(
+        10, ge=1, le=100, description="cap on an iteration's parallel_nums"
+    )
+    idle_tick: float = Field(
+        0.1, gt=0, description="seconds between layer on_idle calls while nodes run"
+    )
+
+
+class ExecutionLimits(_Config):
+    """Limits the ExecutionLimitsLayer enforces (Dify's defaults)."""
+
+    max_steps: int = Field(500, ge=1, description="node runs per run, iteration items included")
+    max_time: float = Field(1200.0, gt=0, description="seconds of wall time per run")
+
+
+class LLMProviderConfig(_Config):
+    """One LLM provider: the deterministic ``offline`` one or an OpenAI-compatible HTTP API."""
+
+    kind: Literal["offline", "openai"] = "offline"
+    base_url: str | None = Field(None, description="e.g. https://api.openai.com/v1 (openai)")
+    api_key: SecretStr | None = None
+    model: str | None = Field(None, description="model to call; None keeps the DSL's model name")
+    token_delay: float = Field(0.02, ge=0, description="offline: seconds between tokens")
+    reply: str | None = Field(
+        None, description="offline: fixed reply instead of one derived from the prompt"
+    )
+    timeout: float = Field(60.0, gt=0, description="openai: seconds per request read")
+
+
+class LLMSettings(_Config):
+    """Which provider each llm node uses: by node id, then by the DSL's provider, then default."""
+
+    default: LLMProviderConfig = Field(default_factory=LLMProviderConfig)
+    providers: dict[str, LLMProviderConfig] = Field(
+        default_factory=dict, description="keyed by the DSL model provider (openai, deepseek)"
+    )
+    nodes: dict[str, LLMProviderConfig] = Field(default_factory=dict, description="by node id")
+
+
+class HttpRequestConfig(_Config):
+    """Limits of the http-request node."""
+
+    connect_timeout: float = Field(10.0, gt=0)
+    read_timeout: float = Field(60.0, gt=0)
+    write_timeout: float = Field(20.0, gt=0)
+    max_response_bytes: int = Field(10 * 1024 * 1024, ge=1)
+    allow_private_addresses: bool = Field(
+        False, description="allow loopback/private/link-local targets (SSRF guard off)"
+    )
+    verify_ssl: bool = True
+
+
+class CodeSandboxConfig(_Config):
+    """Limits of the code node's child process."""
+
+    python: str | None = Field(None, description="interpreter; None uses relay's own")
+    time_limit: float = Field(10.0, gt=0, description="wall seconds before the child is killed")
+    memory_limit_mb: int = Field(512, ge=32, description="address-space limit of the child")
+    max_output_bytes: int = Field(1024 * 1024, ge=1024)
+    max_file_size_mb: int = Field(16, ge=0, description="largest file the child may write")
+    sandbox_uid: int | None = Field(
+        65534, description="when relay runs as root, the child drops to this uid (nobody)"
+    )

@@ -1,0 +1,78 @@
+"""The LLM provider interface the llm node streams through."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from relay.workflow.errors import NodeError
+from relay.workflow.stop import StopToken
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    """One message of a chat prompt."""
+
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+@dataclass(frozen=True)
+class LLMUsage:
+    """Token usage of one completion."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        """Prompt plus completion tokens."""
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """What the llm node asks for: model name, messages, completion parameters."""
+
+    model: str
+    messages: tuple[ChatMessage, ...]
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LLMDelta:
+    """A streamed piece: text, and on the last piece the usage and finish reason."""
+
+    text: str = ""
+    usage: LLMUsage | None = None
+    finish_reason: str | None = None
+
+
+class LLMError(NodeError):
+    """The provider refused or failed the request."""
+
+    code = "llm_error"
+
+
+class LLMProvider(Protocol):
+    """Streams a chat completion; raises NodeStopped when ``stop`` is set, LLMError on failure."""
+
+    @property
+    def label(self) -> str:
+        """How the provider is named in events and records ("offline", "openai")."""
+        ...
+
+    def stream(self, request: ChatRequest, stop: StopToken) -> Iterator[LLMDelta]:
+        """Yield the reply piece by piece."""
+        ...
+
+
+class LLMProviderSource(Protocol):
+    """Chooses the provider (and model name) for an llm node."""
+
+    def provider_for(
+        self, node_id: str, model_provider: str, model_name: str
+    ) -> tuple[LLMProvider, str]:
+        """The provider to call and the model name to send."""
+        ...

@@ -1,0 +1,61 @@
+"""relay's offline LLM provider: a deterministic reply derived from the prompt, for demos and tests.
+
+No model is called. The reply is labelled as offline in its text, in the provider label and in
+the node's metadata, so nobody mistakes it for a model's answer. It is streamed token by token
+with a configurable delay so that streaming behaves as with a real provider.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterator
+
+from relay.workflow.config import LLMProviderConfig
+from relay.workflow.llm.base import ChatRequest, LLMDelta, LLMUsage
+from relay.workflow.stop import StopToken
+
+OFFLINE_LABEL = "offline"
+_TOKEN = re.compile(r"\S+\s*|\s+")
+_ECHO_WORDS = 48
+
+
+def offline_reply(request: ChatRequest) -> str:
+    """The reply for ``request``: a digest of the whole prompt and an echo of its last user turn."""
+    prompt = "\n".join(f"{m.role}: {m.content}" for m in request.messages)
+    digest = hashlib.sha256(prompt.encode()).hexdigest()[:8]
+    users = [m.content for m in request.messages if m.role == "user"]
+    source = users[-1] if users else (request.messages[-1].content if request.messages else "")
+    words = source.split()
+    echo = " ".join(words[:_ECHO_WORDS]) + (" …" if len(words) > _ECHO_WORDS else "")
+    return f"[offline reply {digest}] {echo}".rstrip()
+
+
+def tokenize(text: str) -> list[str]:
+    """Split into word-sized pieces that concatenate back to ``text``."""
+    return _TOKEN.findall(text)
+
+
+class OfflineProvider:
+    """Streams :func:`offline_reply` (or the configured fixed reply)."""
+
+    label = OFFLINE_LABEL
+
+    def __init__(self, config: LLMProviderConfig) -> None:
+        self._delay = config.token_delay
+        self._reply = config.reply
+
+    def stream(self, request: ChatRequest, stop: StopToken) -> Iterator[LLMDelta]:
+        """Yield the reply token by token, waiting ``token_delay`` between tokens."""
+        text = self._reply if self._reply is not None else offline_reply(request)
+        tokens = tokenize(text)
+        prompt_tokens = sum(len(m.content.split()) for m in request.messages)
+        for i, token in enumerate(tokens):
+            if i and self._delay:
+                stop.wait(self._delay)
+            stop.raise_if_set()
+            yield LLMDelta(text=token)
+        yield LLMDelta(
+            usage=LLMUsage(prompt_tokens=prompt_tokens, completion_tokens=len(tokens)),
+            finish_reason="stop",
+        )

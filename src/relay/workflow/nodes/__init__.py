@@ -1,0 +1,1 @@
+"""Node types, one module each; :mod:`registry` maps Dify type names onto them."""

@@ -1,0 +1,15 @@
+"""iteration-start: the entry node of an iteration body; does nothing itself."""
+
+from __future__ import annotations
+
+from relay.workflow.nodes.base import Node, NodeContext, NodeRun, NodeRunResult
+
+
+class IterationStartNode(Node):
+    """Marks where an iteration's body begins."""
+
+    node_type = "iteration-start"
+
+    def run(self, ctx: NodeContext) -> NodeRun:
+        return NodeRunResult()
+        yield  # a generator, like every node
