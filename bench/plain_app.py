@@ -1,4 +1,4 @@
-"""The baseline: a plain Celery app with one task doing what ``relay.ping`` does.
+"""The baseline: a plain Celery app with no-op tasks, configured like relay's workers.
 
 Started by ``bench_tasks`` as ``celery -A bench.plain_app worker``; broker and backend come from
 ``BENCH_BROKER`` / ``BENCH_BACKEND`` so both sides use the same Redis.
@@ -7,10 +7,10 @@ Started by ``bench_tasks`` as ``celery -A bench.plain_app worker``; broker and b
 from __future__ import annotations
 
 import os
-import socket
-from typing import Any
 
 from celery import Celery
+
+import bench.latency_probe  # noqa: F401  (same start probe as the relay worker)
 
 app = Celery(
     "plain",
@@ -26,6 +26,6 @@ app.conf.update(
 )
 
 
-@app.task(name="plain.ping")
-def ping(message: str = "ping") -> dict[str, Any]:
-    return {"pong": message, "worker": socket.gethostname(), "pid": os.getpid()}
+@app.task(name="plain.noop")
+def noop(label: str = "noop") -> bool:
+    return True

@@ -1,10 +1,12 @@
-"""``relay`` command line: up, api, worker, beat, migrate, queues, config."""
+"""``relay`` command line: up, api, worker, beat, migrate, queues, dlq, config, tenants."""
 
 from __future__ import annotations
 
 import os
 import socket
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import click
@@ -50,7 +52,12 @@ def api() -> None:
 @click.option("--concurrency", "-c", type=int, default=None, help="Worker processes")
 @click.option("--pool", default="prefork", show_default=True)
 @click.option("--hostname", "-n", default=None, help="Worker node name")
-def worker(queues: str, concurrency: int | None, pool: str, hostname: str | None) -> None:
+@click.option(
+    "--include", "-I", multiple=True, help="Extra module to import (your own tasks, probes)"
+)
+def worker(
+    queues: str, concurrency: int | None, pool: str, hostname: str | None, include: tuple[str, ...]
+) -> None:
     """Run a Celery worker on the given queues."""
     from relay.app_factory import create_app
     from relay.tasks.worker import install_worker_hooks
@@ -73,6 +80,8 @@ def worker(queues: str, concurrency: int | None, pool: str, hostname: str | None
         "--without-mingle",
         "--without-gossip",
     ]  # fmt: skip
+    if include:
+        argv += ["--include", ",".join(include)]
     runtime.celery.worker_main(argv)
 
 
@@ -215,3 +224,123 @@ def tenants_list(limit: int, offset: int) -> None:
         click.echo(f"{tenant.id}  {tenant.plan:12} {tenant.status:8} {created}  {tenant.name}")
     shown = f"{offset + 1}-{offset + len(page.data)}" if page.data else "none"
     click.echo(f"{shown} of {page.total} tenant(s)", err=True)
+
+
+@main.group()
+def dlq() -> None:
+    """Dead letters: tasks that failed for good. List, show, replay, purge."""
+
+
+@contextmanager
+def _dead_letter_service() -> Iterator[Any]:
+    """The service on a fresh runtime; relay errors become clear CLI errors."""
+    from relay.services.dead_letter_service import DeadLetterService
+
+    runtime = _runtime()
+    try:
+        yield DeadLetterService(runtime)
+    except RelayError as exc:
+        raise click.ClickException(exc.message) from None
+    finally:
+        runtime.close()  # also publishes what a replay left in the outbox's batch
+
+
+def _short(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+@dlq.command("list")
+@click.option("--tenant", default=None, help="Only this tenant's letters")
+@click.option("--task", "task_name", default=None, help="Only letters of this task type")
+@click.option("--pending", is_flag=True, help="Only letters not replayed yet")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line")
+def dlq_list(
+    tenant: str | None, task_name: str | None, pending: bool, limit: int, as_json: bool
+) -> None:
+    """Dead letters, newest first."""
+    with _dead_letter_service() as service:
+        letters = service.list_letters(
+            tenant, task_name=task_name, replayed=False if pending else None, limit=limit
+        )
+    for letter in letters:
+        if as_json:
+            click.echo(letter.model_dump_json())
+            continue
+        created = letter.created_at.isoformat(timespec="seconds")
+        replayed = f"replayed as {letter.replayed_task_id}" if letter.replayed_at else "pending"
+        click.echo(
+            f"{letter.id}  {created}  {letter.task_name:32} {letter.reason:10} "
+            f"attempts={letter.attempts}  tenant={letter.tenant_id or '-'}  {replayed}  "
+            f"{_short(letter.error, 80)}"
+        )
+    click.echo(f"{len(letters)} dead letter(s)", err=True)
+
+
+@dlq.command("show")
+@click.argument("letter_id")
+@click.option("--json", "as_json", is_flag=True, help="As one JSON object")
+def dlq_show(letter_id: str, as_json: bool) -> None:
+    """One dead letter with its arguments, headers of failure and traceback."""
+    with _dead_letter_service() as service:
+        letter = service.get(letter_id)
+    if as_json:
+        click.echo(letter.model_dump_json())
+        return
+    import json
+
+    for name, value in letter.model_dump(mode="json", exclude={"traceback"}).items():
+        shown = json.dumps(value) if isinstance(value, list | dict) else value
+        click.echo(f"{name:17} {shown if shown is not None else '-'}")
+    click.echo("traceback:")
+    click.echo(letter.traceback or "(none)")
+
+
+@dlq.command("replay")
+@click.argument("letter_id", required=False)
+@click.option("--all", "replay_all", is_flag=True, help="Every letter not replayed yet")
+@click.option("--tenant", default=None, help="Only this tenant's letters")
+def dlq_replay(letter_id: str | None, replay_all: bool, tenant: str | None) -> None:
+    """Enqueue a dead letter's task again (fresh attempts, same idempotency key)."""
+    if bool(letter_id) == replay_all:
+        raise click.UsageError("give either a dead letter ID or --all")
+    with _dead_letter_service() as service:
+        if letter_id:
+            accepted = service.replay(letter_id, tenant)
+            click.echo(f"replayed {letter_id} as task {accepted.task_id}")
+            return
+        ids = service.pending_ids(tenant)
+        if not ids:
+            click.echo("no dead letters to replay")
+            return
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+        columns = ("replaying", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=Console(stderr=True)) as bar:
+            job = bar.add_task("replay", total=len(ids))
+            outcome = service.replay_many(ids, tenant, progress=lambda _: bar.advance(job))
+    click.echo(
+        f"replayed {len(outcome.replayed)}, conflicts {len(outcome.conflicts)} "
+        f"(replayed meanwhile), failed {len(outcome.failed)}"
+    )
+    for failed_id, error in outcome.failed.items():
+        click.echo(f"failed {failed_id}: {error}", err=True)
+    if outcome.failed:
+        raise click.ClickException(f"{len(outcome.failed)} dead letter(s) could not be replayed")
+
+
+@dlq.command("purge")
+@click.option("--older-than", "older_than", type=click.FloatRange(min=0), default=None, help="Days")
+@click.option("--tenant", default=None, help="Only this tenant's letters")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation")
+def dlq_purge(older_than: float | None, tenant: str | None, yes: bool) -> None:
+    """Delete dead letters (replayed or not) for good."""
+    scope = f" older than {older_than:g} day(s)" if older_than is not None else ""
+    scope += f" of tenant {tenant}" if tenant else ""
+    if not yes:
+        click.confirm(f"delete every dead letter{scope}?", abort=True)
+    with _dead_letter_service() as service:
+        count = service.purge(older_than_days=older_than, tenant_id=tenant)
+    click.echo(f"purged {count} dead letter(s){scope}")
