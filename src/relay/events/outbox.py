@@ -21,11 +21,12 @@ from typing import Any
 
 from kombu.exceptions import OperationalError
 from sqlalchemy import event, inspect, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, SessionTransaction
 
 from relay.extensions.batching import Batcher
 from relay.extensions.ext_db import Database
-from relay.models import OutboxMessage, OutboxStatus, new_id, utcnow
+from relay.models import OutboxMessage, OutboxStatus, TaskRecord, TaskStatus, new_id, utcnow
 from relay.tasks.catalog import task_spec
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,9 @@ class Outbox:
     def __init__(self, db: Database, celery: Any) -> None:
         self.db = db
         self.celery = celery
-        self._sent_marks: Batcher[str, bool] = Batcher("outbox-sent", self._mark, interval=0.2)
+        self._sent_marks: Batcher[str, dict[str, Any]] = Batcher(
+            "outbox-sent", self._mark, interval=0.2
+        )
         event.listen(db.sessions, "after_commit", self._after_commit)
         event.listen(db.sessions, "after_transaction_end", self._after_transaction_end)
 
@@ -112,20 +115,29 @@ class Outbox:
         # Runs inside the caller's ``commit()``, which has already succeeded: nothing here may
         # raise into it. What fails stays pending and the relay publishes it later.
         try:
-            for row_id in self._send(committed).sent:
-                # Marked in batches: one UPDATE per request would cost as much as the request's
-                # own transaction. A row not yet marked when the process dies is republished
-                # by the relay, and its idempotency key makes that harmless.
-                self._sent_marks.add(row_id, True)
+            sent = set(self._send(committed).sent)
+            for row in committed:
+                if row.id in sent:
+                    # Marked in batches: one UPDATE per request would cost as much as the
+                    # request's own transaction. A row not yet marked when the process dies is
+                    # republished by the relay, and its idempotency key makes that harmless.
+                    self._sent_marks.add(row.id, _pending_record(row))
         except Exception:
             log.exception(
                 "outbox rows not marked sent; the relay will republish them",
                 extra={"action": "outbox.mark_failed", "count": len(committed)},
             )
 
-    def _mark(self, batch: dict[str, bool]) -> None:
+    def _mark(self, batch: dict[str, dict[str, Any]]) -> None:
+        dialect = postgresql if not self.db.is_sqlite else sqlite
         with self.db.engine.begin() as conn:
             conn.execute(_mark_sent(list(batch)))
+            # Each published task gets its PENDING record (unless a worker was faster): a task
+            # whose record stays PENDING never reached a worker, which the reaper can tell.
+            conn.execute(
+                dialect.insert(TaskRecord.__table__).on_conflict_do_nothing(index_elements=["id"]),
+                list(batch.values()),
+            )
 
     def flush(self) -> int:
         """Write the pending "sent" marks now (tests, shutdown); returns how many."""
@@ -203,6 +215,7 @@ class Outbox:
                         row.status = OutboxStatus.SENT
                         row.sent_at = now
                         row.last_error = None
+                        self._sent_marks.add(row.id, _pending_record(row))
                     else:
                         row.last_error = result.failed.get(row.id)
             total += len(result.sent)
@@ -211,6 +224,24 @@ class Outbox:
         if total:
             log.info("outbox relayed", extra={"action": "outbox.relayed", "count": total})
         return total
+
+
+def _pending_record(row: OutboxMessage) -> dict[str, Any]:
+    """The PENDING task record of a published row (the row id is the task id)."""
+    return {
+        "id": row.id,
+        "name": row.task_name,
+        "queue": row.queue,
+        "tenant_id": row.tenant_id,
+        "args": list(row.args),
+        "kwargs": dict(row.kwargs),
+        "headers": dict(row.headers),
+        "idempotency_key": row.headers.get("idempotency_key", row.idempotency_key),
+        "status": TaskStatus.PENDING,
+        "attempts": 0,
+        "enqueued_at": row.created_at,
+        "updated_at": utcnow(),
+    }
 
 
 def _mark_sent(ids: list[str]) -> Any:

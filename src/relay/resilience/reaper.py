@@ -2,12 +2,14 @@
 
 Three kinds of stranded work, each checked on every beat:
 
-1. A task record ``STARTED`` (or ``RECEIVED``) whose heartbeat stopped: the process running it
-   died. The task is published again under the same id and headers (its effect is idempotent)
-   or, when its retry policy is spent, buried as a dead letter (``worker_lost``).
-2. An outbox row sent long ago whose task never started: the message was lost in transit (for
-   example popped from the Redis list by a worker killed before it recorded it as unacked). When
-   the target queue is empty the row is published again.
+1. A task record ``STARTED`` whose heartbeat stopped (the process running it died), or
+   ``RECEIVED`` by a worker that is gone. The task is published again under the same id and
+   headers (its effect is idempotent) or, when its retry policy is spent, buried as a dead
+   letter (``worker_lost``).
+2. A task record still ``PENDING`` long after it was published (the outbox writes one for each
+   message it sends): the message was lost in transit, for example popped from the Redis list by
+   a worker killed before it recorded it as unacked. When the target queue is empty, the task is
+   published again.
 3. A document stuck in an in-progress indexing status past the indexing time limit: put back to
    ``waiting`` and indexed again.
 """
@@ -24,12 +26,11 @@ from sqlalchemy import select, update
 from relay.models import (
     Document,
     IndexingStatus,
-    OutboxMessage,
-    OutboxStatus,
     TaskRecord,
     TaskStatus,
     utcnow,
 )
+from relay.monitoring.presence import WorkerPresence
 from relay.tasks.catalog import spec_or_default, task_spec
 
 if TYPE_CHECKING:
@@ -91,7 +92,11 @@ class Reaper:
             )
             if not db.is_sqlite:
                 query = query.with_for_update(skip_locked=True)
+            live = WorkerPresence(self.runtime.redis, 1).live()
             for record in session.scalars(query):
+                if record.status == TaskStatus.RECEIVED and record.worker in live:
+                    # Reserved by a live worker, waiting behind its current task: not stranded.
+                    continue
                 policy = spec_or_default(record.name, record.queue).retry
                 if record.attempts >= policy.max_attempts:
                     self.runtime.lifecycle.dead_letters.bury(
@@ -134,25 +139,30 @@ class Reaper:
         lengths: dict[str, int] = {}
         db = self.runtime.db
         with db.transaction() as session:
-            started = select(TaskRecord.id).where(TaskRecord.id == OutboxMessage.id)
             query = (
-                select(OutboxMessage)
-                .where(OutboxMessage.status == OutboxStatus.SENT)
-                .where(OutboxMessage.sent_at < cutoff)
-                .where(~started.exists())
-                .order_by(OutboxMessage.sent_at)
+                select(TaskRecord)
+                .where(TaskRecord.status == TaskStatus.PENDING)
+                .where(TaskRecord.updated_at < cutoff)
+                .order_by(TaskRecord.updated_at)
                 .limit(self.batch)
             )
             if not db.is_sqlite:
-                query = query.with_for_update(skip_locked=True, of=OutboxMessage)
-            for row in session.scalars(query):
-                if row.queue not in lengths:
-                    lengths[row.queue] = self._queue_length(row.queue)
-                if lengths[row.queue]:
+                query = query.with_for_update(skip_locked=True)
+            for record in session.scalars(query):
+                if record.queue not in lengths:
+                    lengths[record.queue] = self._queue_length(record.queue)
+                if lengths[record.queue]:
                     continue  # it may still be waiting its turn; look again next pass
-                self._publish(row.task_name, row.id, row.queue, row.args, row.kwargs, row.headers)
-                row.sent_at = utcnow()
-                row.attempts += 1
+                self._publish(
+                    record.name,
+                    record.id,
+                    record.queue,
+                    record.args,
+                    record.kwargs,
+                    record.headers or {},
+                    retries=record.attempts,
+                )
+                record.updated_at = utcnow()
                 report.resent += 1
 
     def _queue_length(self, queue: str) -> int:

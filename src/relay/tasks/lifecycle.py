@@ -104,6 +104,18 @@ class TaskLifecycle:
 
     # --- transitions ----------------------------------------------------------------------------
 
+    def received(self, *, task_id: str, name: str, queue: str, attempt: int, worker: str) -> None:
+        """The worker took the message off its queue (recorded from the worker's main process)."""
+        self.records.record(
+            task_id,
+            name=name,
+            queue=queue,
+            attempts=attempt,
+            worker=worker,
+            status=TaskStatus.RECEIVED,
+            heartbeat_at=utcnow(),
+        )
+
     def started(self, run: Run) -> None:
         now = utcnow()
         self.records.record(

@@ -10,7 +10,6 @@ backwards: a later attempt wins over an earlier one, and within one attempt a la
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import case
@@ -78,23 +77,20 @@ class RecordWriter:
             self._upsert(rows)
 
     def _upsert(self, rows: list[dict[str, Any]]) -> None:
-        # Group by the set of columns present so each statement binds the same parameters.
+        # Group by the set of columns given, so each statement binds the same parameters. A new
+        # record gets defaults for what a transition does not know; an existing one is only
+        # updated in the columns the transition carries (a RECEIVED never blanks the args).
         groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for row in rows:
-            full = {
-                "attempts": 0,
-                "args": [],
-                "kwargs": {},
-                "enqueued_at": row["updated_at"],
-                **row,
-            }
-            groups.setdefault(tuple(sorted(full)), []).append(full)
+            groups.setdefault(tuple(sorted(row)), []).append(
+                {"attempts": 0, "args": [], "kwargs": {}, "enqueued_at": row["updated_at"], **row}
+            )
         dialect = postgresql if not self.db.is_sqlite else sqlite
         table = TaskRecord.__table__
         with self.db.engine.begin() as conn:
-            for columns, group in groups.items():
+            for given, group in groups.items():
                 stmt = dialect.insert(table)
-                updates = {c: stmt.excluded[c] for c in columns if c not in ("id", "enqueued_at")}
+                updates = {c: stmt.excluded[c] for c in given if c not in ("id", "enqueued_at")}
                 forward = (table.c.attempts < stmt.excluded.attempts) | (
                     (table.c.attempts == stmt.excluded.attempts)
                     & (_rank(table.c.status) <= _rank(stmt.excluded.status))
@@ -103,18 +99,3 @@ class RecordWriter:
                     stmt.on_conflict_do_update(index_elements=["id"], set_=updates, where=forward),
                     group,
                 )
-
-
-def started_fields(worker: str, attempt: int, now: datetime | None = None) -> dict[str, Any]:
-    """The fields a STARTED transition sets."""
-    now = now or utcnow()
-    return {
-        "status": TaskStatus.STARTED,
-        "worker": worker,
-        "attempts": attempt,
-        "started_at": now,
-        "heartbeat_at": now,
-        "finished_at": None,
-        "error": None,
-        "traceback": None,
-    }

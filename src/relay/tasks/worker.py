@@ -2,7 +2,8 @@
 
 ``PresenceStep`` is a consumer bootstep: once the worker consumes its queues it announces them
 through a presence key (refreshed by a heartbeat thread) and withdraws it at a clean shutdown.
-``install_worker_hooks`` drops database connections a prefork child inherited from its parent.
+``install_worker_hooks`` drops database connections a prefork child inherited from its parent
+and records RECEIVED as soon as a message is taken off its queue.
 """
 
 from __future__ import annotations
@@ -46,11 +47,23 @@ class PresenceStep(bootsteps.StartStopStep):  # type: ignore[misc]
 
 
 def install_worker_hooks(runtime: Runtime) -> None:
-    """Connect the prefork child hook for ``runtime`` (idempotent per runtime)."""
+    """Connect the worker hooks for ``runtime`` (idempotent per runtime)."""
 
     def on_process_init(**_: Any) -> None:
         runtime.db.after_fork()
 
-    signals.worker_process_init.connect(
-        on_process_init, weak=False, dispatch_uid=f"relay-{id(runtime)}-init"
-    )
+    def on_received(request: Any = None, **_: Any) -> None:
+        # In the worker's main process, as soon as the message is taken off the queue.
+        if request is None or getattr(request, "app", runtime.celery) is not runtime.celery:
+            return
+        runtime.lifecycle.received(
+            task_id=request.id,
+            name=request.name,
+            queue=(request.delivery_info or {}).get("routing_key") or "",
+            attempt=int(request.request_dict.get("retries") or 0) + 1,
+            worker=request.hostname or "",
+        )
+
+    uid = f"relay-{id(runtime)}"
+    signals.worker_process_init.connect(on_process_init, weak=False, dispatch_uid=uid + "-init")
+    signals.task_received.connect(on_received, weak=False, dispatch_uid=uid + "-received")
