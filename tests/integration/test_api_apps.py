@@ -49,11 +49,18 @@ def test_create_get_and_list_apps(api: Api, tenant: TenantCredentials) -> None:
     assert app["mode"] == "chat"
     assert app["model_config"] == config
     assert app["draft_workflow"] is None
+    # Created with a model config: the config's datasets are linked in the same transaction.
     assert events == [
         (
             "app_was_created",
             AppCreated(tenant_id=tenant.id, app_id=app["id"], mode="chat", name="Support bot"),
-        )
+        ),
+        (
+            "app_model_config_was_updated",
+            AppModelConfigUpdated(
+                tenant_id=tenant.id, app_id=app["id"], model_config=app["model_config"]
+            ),
+        ),
     ]
     (row,) = api.rows(App, id=app["id"])
     assert row.tenant_id == tenant.id

@@ -127,7 +127,8 @@ class AppService:
         mode: AppMode | str,
         model_config: Mapping[str, Any] | None = None,
     ) -> AppDetail:
-        """Create an app; emits ``app_was_created``."""
+        """Create an app; emits ``app_was_created`` (and ``app_model_config_was_updated`` when it
+        comes with a model config, so the datasets it names are linked at once)."""
         try:
             app_mode = AppMode(mode)
         except ValueError:
@@ -148,6 +149,14 @@ class AppService:
                 AppCreated(tenant_id=tenant_id, app_id=row.id, mode=row.mode, name=row.name),
                 session,
             )
+            if model_config is not None:
+                self.runtime.bus.emit(
+                    signals.app_model_config_was_updated,
+                    AppModelConfigUpdated(
+                        tenant_id=tenant_id, app_id=row.id, model_config=dict(model_config)
+                    ),
+                    session,
+                )
             return _detail(row)
 
     def list_apps(self, tenant_id: str, page: PageParams) -> AppPage:

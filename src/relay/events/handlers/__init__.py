@@ -14,6 +14,7 @@ from relay.events.handlers.app_dataset_joins import (
     sync_joins_from_model_config,
     sync_joins_from_published_workflow,
 )
+from relay.events.handlers.app_removal import enqueue_app_removal
 from relay.events.handlers.app_site import create_site_and_installed_app
 from relay.events.handlers.dataset_cleanup import enqueue_dataset_cleanup, enqueue_document_cleanup
 from relay.events.handlers.document_indexing import enqueue_document_indexing
@@ -35,6 +36,7 @@ HANDLERS: tuple[tuple[NamedSignal, Receiver, bool], ...] = (
     (signals.tenant_was_created, cache_tenant_plan, False),
     (signals.tenant_was_updated, cache_tenant_plan, False),
     (signals.app_was_created, create_site_and_installed_app, False),
+    (signals.app_was_deleted, enqueue_app_removal, False),
     (signals.app_model_config_was_updated, sync_joins_from_model_config, False),
     (signals.app_published_workflow_was_updated, sync_joins_from_published_workflow, False),
     (signals.app_draft_workflow_was_synced, clear_tool_parameters_cache, False),

@@ -1,14 +1,23 @@
 """Uploaded documents are indexed by a task, on a queue chosen by the tenant's plan.
 
 Paid plans get ``priority_dataset`` so that a sandbox tenant's bulk upload never delays them
-(the same split as Dify's ``dataset`` / ``priority_dataset`` queues).
+(the same split as Dify's ``dataset`` / ``priority_dataset`` queues). The services use
+:func:`enqueue_dataset_task` for the work they start themselves (resume, retry, enable,
+disable), so every dataset task of a tenant lands on the same queue.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
+import redis
+from sqlalchemy.orm import Session
+
 from relay.config import Plan
 from relay.events.bus import EventContext
 from relay.events.handlers.tenant_plan import tenant_plan
+from relay.events.outbox import Outbox
 from relay.events.payloads import DocumentIndexCreated
 
 INDEX_DOCUMENTS = "relay.dataset.index_documents"
@@ -21,16 +30,38 @@ def indexing_queue(plan: Plan | None) -> str:
     return PRIORITY_QUEUE if plan is not None and plan is not Plan.SANDBOX else SANDBOX_QUEUE
 
 
+def enqueue_dataset_task(
+    outbox: Outbox,
+    client: redis.Redis,
+    session: Session,
+    task_name: str,
+    tenant_id: str,
+    args: Sequence[Any],
+    kwargs: dict[str, Any] | None = None,
+) -> None:
+    """Enqueue a dataset task through the outbox, on the queue of the tenant's plan."""
+    plan = tenant_plan(client, session, tenant_id)
+    outbox.enqueue(
+        session,
+        task_name,
+        args=list(args),
+        kwargs=kwargs,
+        tenant_id=tenant_id,
+        queue=indexing_queue(plan),
+    )
+
+
 def enqueue_document_indexing(payload: DocumentIndexCreated, ctx: EventContext) -> None:
-    """``document_index_created``: enqueue ``relay.dataset.index_documents`` for the batch."""
+    """``document_index_created``: enqueue ``relay.dataset.index_documents`` for the upload
+    batch (``upload=True``: the task checks the batch against the plan's limits first)."""
     if not payload.document_ids:
         return
-    session = ctx.require_session()
-    plan = tenant_plan(ctx.redis, session, payload.tenant_id)
-    ctx.outbox.enqueue(
-        session,
+    enqueue_dataset_task(
+        ctx.outbox,
+        ctx.redis,
+        ctx.require_session(),
         INDEX_DOCUMENTS,
-        args=[payload.tenant_id, payload.dataset_id, list(payload.document_ids)],
-        tenant_id=payload.tenant_id,
-        queue=indexing_queue(plan),
+        payload.tenant_id,
+        [payload.tenant_id, payload.dataset_id, list(payload.document_ids)],
+        {"upload": True},
     )

@@ -3,18 +3,18 @@
 Connected as a *critical* receiver: ``QuotaExceeded`` propagates to the service, whose transaction
 (the message included) rolls back, and the API answers 429.
 
-The spend is one conditional ``UPDATE``: the check and the increment happen atomically in the
-database, so two workers can never both spend the last units (a read-then-write would let them).
-A tenant may hold several quota rows for one provider (trial, free, paid); the statement charges
-exactly one of them, the first in ``SPEND_ORDER`` with room, instead of each of them. A tenant
-with no quota row for the provider is unlimited.
+The spend is one conditional ``UPDATE`` per quota row: the check and the increment happen
+atomically in the database, so two workers can never both spend the last units (a read-then-write
+would let them). A tenant may hold several quota rows for one provider (trial, free, paid); they
+are tried in ``SPEND_ORDER`` and exactly one is charged, the first with room. A tenant with no
+quota row for the provider is unlimited.
 """
 
 from __future__ import annotations
 
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, case, exists, select, update
+from sqlalchemy import CursorResult, case, select, update
 from sqlalchemy.orm import Session
 
 from relay.errors import QuotaExceeded
@@ -40,34 +40,32 @@ def spend_quota(session: Session, tenant_id: str, provider: str, used: int) -> b
         raise ValueError(f"token usage cannot be negative: {used}")
     if used == 0:
         return False
-    scope = (ProviderQuota.tenant_id == tenant_id, ProviderQuota.provider == provider)
-    room = ProviderQuota.quota_used + used <= ProviderQuota.quota_limit
     priority = case(
         {quota_type.value: rank for rank, quota_type in enumerate(SPEND_ORDER)},
         value=ProviderQuota.quota_type,
         else_=len(SPEND_ORDER),
     )
-    chosen = (
+    rows = session.scalars(
         select(ProviderQuota.id)
-        .where(*scope, room)
+        .where(ProviderQuota.tenant_id == tenant_id, ProviderQuota.provider == provider)
         .order_by(priority, ProviderQuota.quota_type)
-        .limit(1)
-        .scalar_subquery()
-    )
-    # ``room`` is repeated on the row itself: on PostgreSQL a concurrent spend that committed
-    # first is re-checked against the row's new value, so the limit holds under concurrency.
-    statement = (
-        update(ProviderQuota)
-        .where(ProviderQuota.id == chosen, *scope, room)
-        .values(quota_used=ProviderQuota.quota_used + used)
-        .execution_options(synchronize_session=False)
-    )
-    result = cast(CursorResult[Any], session.execute(statement))
-    if result.rowcount == 1:
-        return True
-    if session.scalar(select(exists().where(*scope))):
-        raise QuotaExceeded(
-            f"the {provider} quota of this workspace is used up",
-            details={"provider": provider, "requested": used},
+    ).all()
+    if not rows:
+        return False
+    for row_id in rows:
+        # Check and increment in one statement: on PostgreSQL a concurrent spend that committed
+        # first is re-checked against the row's new value, so the limit holds under concurrency.
+        # A row that is full moves on to the next one, never to a false refusal.
+        statement = (
+            update(ProviderQuota)
+            .where(ProviderQuota.id == row_id)
+            .where(ProviderQuota.quota_used + used <= ProviderQuota.quota_limit)
+            .values(quota_used=ProviderQuota.quota_used + used)
+            .execution_options(synchronize_session=False)
         )
-    return False
+        if cast(CursorResult[Any], session.execute(statement)).rowcount == 1:
+            return True
+    raise QuotaExceeded(
+        f"the {provider} quota of this workspace is used up",
+        details={"provider": provider, "requested": used},
+    )
