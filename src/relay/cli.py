@@ -245,6 +245,17 @@ def _dead_letter_service() -> Iterator[Any]:
         runtime.close()  # also publishes what a replay left in the outbox's batch
 
 
+@contextmanager
+def _naming(letter_id: str) -> Iterator[None]:
+    """Say which id was not found (the service's answer is the same for every id)."""
+    from relay.errors import NotFound
+
+    try:
+        yield
+    except NotFound:
+        raise click.ClickException(f"no dead letter {letter_id}") from None
+
+
 def _short(text: str, width: int) -> str:
     text = " ".join(text.split())
     return text if len(text) <= width else text[: width - 1] + "…"
@@ -283,7 +294,7 @@ def dlq_list(
 @click.option("--json", "as_json", is_flag=True, help="As one JSON object")
 def dlq_show(letter_id: str, as_json: bool) -> None:
     """One dead letter with its arguments, headers of failure and traceback."""
-    with _dead_letter_service() as service:
+    with _dead_letter_service() as service, _naming(letter_id):
         letter = service.get(letter_id)
     if as_json:
         click.echo(letter.model_dump_json())
@@ -307,7 +318,8 @@ def dlq_replay(letter_id: str | None, replay_all: bool, tenant: str | None) -> N
         raise click.UsageError("give either a dead letter ID or --all")
     with _dead_letter_service() as service:
         if letter_id:
-            accepted = service.replay(letter_id, tenant)
+            with _naming(letter_id):
+                accepted = service.replay(letter_id, tenant)
             click.echo(f"replayed {letter_id} as task {accepted.task_id}")
             return
         ids = service.pending_ids(tenant)

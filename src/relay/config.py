@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -128,6 +128,78 @@ class StreamingSettings(BaseModel):
     ping_interval: float = Field(10.0, gt=0, description="Seconds between SSE pings")
     retention: int = Field(600, gt=0, description="Seconds a run's stream is kept after its end")
     max_execution_time: int = Field(1200, gt=0, description="Seconds before a listener gives up")
+    heartbeat_interval: float = Field(
+        2.0, gt=0, description="Seconds between the liveness beats a running workflow run sends"
+    )
+    worker_lost_after: float = Field(
+        30.0,
+        gt=0,
+        description="Seconds without a liveness beat before the reaper ends a run as failed "
+        "(terminal error event, run record failed)",
+    )
+    stop_poll_interval: float = Field(
+        0.2, gt=0, description="Seconds between a running run's checks of its stop flag"
+    )
+    stop_grace: float = Field(
+        3.0,
+        gt=0,
+        description="Seconds a listener waits for the worker's terminal event after a stop "
+        "before it ends the stream with a stop event itself",
+    )
+    ownership_ttl: int = Field(
+        3600,
+        gt=0,
+        description="Seconds a queued or running run's owner and control keys live in Redis "
+        "(refreshed while it runs; the retention period once it ended)",
+    )
+    checkpoint_ttl: int = Field(
+        86400, gt=0, description="Seconds the checkpoint of a paused run is kept in Redis"
+    )
+    max_listeners: int = Field(
+        1000,
+        ge=1,
+        description="Redis connections one process keeps for SSE listeners (an open stream holds "
+        "one while it waits for events; more streams wait for a free one)",
+    )
+
+
+class WorkflowSettings(BaseModel):
+    """Workflow runs in workers: LLM provider, limits and node settings.
+
+    Mapped onto ``relay.workflow.config`` models by ``relay.tasks.workflow_run`` (this module
+    stays below the workflow package, which models must not reach).
+    """
+
+    llm_provider: Literal["offline", "openai"] = Field(
+        "offline",
+        description="LLM provider of llm nodes: offline (deterministic replies labelled offline, "
+        "no model is called) or openai (any OpenAI-compatible API)",
+    )
+    llm_base_url: str | None = Field(
+        None, description="OpenAI-compatible API base URL, e.g. https://api.openai.com/v1"
+    )
+    llm_api_key: SecretStr | None = Field(None, description="API key of the LLM API (never logged)")
+    llm_model: str | None = Field(None, description="Model to call; unset keeps the DSL's model")
+    llm_timeout: float = Field(60.0, gt=0, description="Seconds per LLM API read")
+    llm_token_delay: float = Field(
+        0.02, ge=0, description="offline provider: seconds between streamed tokens"
+    )
+    llm_reply: str | None = Field(
+        None, description="offline provider: fixed reply instead of one derived from the prompt"
+    )
+    max_steps: int = Field(500, ge=1, description="Node runs per workflow run")
+    max_time: float = Field(1200.0, gt=0, description="Seconds of wall time per workflow run")
+    max_workers: int = Field(4, ge=1, le=256, description="Threads running nodes of one run")
+    http_allow_private_addresses: bool = Field(
+        False, description="Let http-request nodes reach loopback and private addresses"
+    )
+    code_time_limit: float = Field(10.0, gt=0, description="Seconds a code node may run")
+
+    @model_validator(mode="after")
+    def _openai_needs_url(self) -> WorkflowSettings:
+        if self.llm_provider == "openai" and not self.llm_base_url:
+            raise ValueError("llm_provider openai needs RELAY_WORKFLOW_LLM_BASE_URL")
+        return self
 
 
 class TenancySettings(BaseModel):
@@ -179,28 +251,16 @@ class MonitoringSettings(BaseModel):
     health_timeout: float = Field(1.0, gt=0, description="Seconds a health probe may take")
     worker_ttl: int = Field(30, gt=0, description="Seconds a worker's presence outlives its beat")
     alert_webhook: str | None = Field(None, description="URL that receives alerts as JSON")
-    alert_webhook_timeout: float = Field(
-        5.0, gt=0, description="Seconds before an alert webhook POST times out"
-    )
-    alert_webhook_min_severity: str = Field(
-        "warning",
-        description="Lowest severity POSTed to the webhook (info, warning, error, critical); "
-        "every alert is logged",
+    alert_webhook_timeout: float = Field(5.0, gt=0, description="Seconds per alert webhook POST")
+    alert_webhook_min_severity: Literal["info", "warning", "error", "critical"] = Field(
+        "warning", description="Lowest severity POSTed to the webhook (all alerts are logged)"
     )
     alert_dedup_seconds: int = Field(
-        300,
-        ge=0,
-        description="Seconds an alert with the same key and severity is suppressed after it "
-        "fired (across processes; 0 disables)",
+        300, ge=0, description="Seconds an alert (same key and severity) stays suppressed; 0: off"
     )
-    queue_max_length: int = Field(
-        1000, ge=1, description="Messages waiting in a queue above which the monitor alerts"
-    )
+    queue_max_length: int = Field(1000, ge=1, description="Queue length the monitor alerts above")
     queue_max_age: float = Field(
-        300.0,
-        gt=0,
-        description="Seconds the oldest waiting message of a queue may wait before the monitor "
-        "alerts",
+        300.0, gt=0, description="Seconds a queue's oldest message may wait before an alert"
     )
 
     @field_validator("alert_webhook")
@@ -209,14 +269,6 @@ class MonitoringSettings(BaseModel):
         if value and not value.startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
         return value or None
-
-    @field_validator("alert_webhook_min_severity")
-    @classmethod
-    def _severity(cls, value: str) -> str:
-        value = value.lower()
-        if value not in {"info", "warning", "error", "critical"}:
-            raise ValueError("must be info, warning, error or critical")
-        return value
 
 
 class MailSettings(BaseModel):
@@ -255,53 +307,109 @@ class OpsTraceSettings(BaseModel):
         return value or None
 
 
-def _sandbox_only_30_days() -> dict[Plan, int]:
+Days = Annotated[int, Field(ge=0)]
+
+
+def _sandbox_30_days() -> dict[Plan, Days]:
     return {Plan.SANDBOX: 30, Plan.PROFESSIONAL: 0, Plan.TEAM: 0, Plan.ENTERPRISE: 0}
 
 
 class RetentionSettings(BaseModel):
-    """Periodic clean-up on beat, and which beat entries run at all.
-
-    Day counts are per plan (JSON object); 0, or a plan left out, means "never". The same number
-    for every plan is a global setting.
-    """
+    """Clean-up on beat, and which beat entries run. Days per plan (JSON); 0 or absent: never."""
 
     disabled_beats: list[str] = Field(
-        default_factory=list,
-        description='Beat entries not to schedule (JSON list of names, e.g. ["clean-messages"])',
+        default_factory=list, description='Beat entries not to schedule (JSON list, e.g. ["purge"])'
     )
-    unused_dataset_days: dict[Plan, int] = Field(
+    unused_dataset_days: dict[Plan, Days] = Field(
         default_factory=lambda: {
             Plan.SANDBOX: 7,
             Plan.PROFESSIONAL: 30,
             Plan.TEAM: 0,
             Plan.ENTERPRISE: 0,
         },
-        description="Days without document or message activity after which a dataset's "
-        "documents are disabled, per plan (0: never)",
+        description="Days without document or message activity before a dataset's documents are "
+        "disabled, per plan (0: never)",
     )
-    message_days: dict[Plan, int] = Field(
-        default_factory=_sandbox_only_30_days,
+    message_days: dict[Plan, Days] = Field(
+        default_factory=_sandbox_30_days,
         description="Days messages are kept, per plan (0: forever)",
     )
-    workflow_run_days: dict[Plan, int] = Field(
-        default_factory=_sandbox_only_30_days,
-        description="Days workflow runs and their node executions are kept, per plan (0: forever)",
+    workflow_run_days: dict[Plan, Days] = Field(
+        default_factory=_sandbox_30_days,
+        description="Days workflow runs (with node executions) are kept, per plan (0: forever)",
     )
-    batch_size: int = Field(
-        500, ge=1, le=10_000, description="Rows changed per clean-up transaction"
+    batch_size: int = Field(500, ge=1, le=10_000, description="Rows per clean-up transaction")
+    tenant_batch_size: int = Field(100, ge=1, description="Tenants per page (dataset clean-up)")
+
+
+class IndexingSettings(BaseModel):
+    """Document indexing: plan limits checked before any work, and how text becomes segments.
+
+    Limits are per plan (JSON objects). An upload is refused (403 ``plan_limit``) when it breaks
+    one; the indexing task checks the batch and document limits again, for the plan the tenant
+    has when the work starts.
+    """
+
+    batch_upload_limit: int = Field(
+        10, ge=1, le=1000, description="Documents one upload may carry, on every plan"
     )
-    tenant_batch_size: int = Field(
-        100, ge=1, description="Tenants loaded per page by the unused-dataset clean-up"
+    plan_batch_limit: dict[Plan, int] = Field(
+        default_factory=lambda: {Plan.SANDBOX: 1},
+        description="Documents per upload for the plans listed, when lower than "
+        "batch_upload_limit (JSON object)",
+    )
+    document_limit: dict[Plan, int] = Field(
+        default_factory=lambda: {
+            Plan.SANDBOX: 50,
+            Plan.PROFESSIONAL: 500,
+            Plan.TEAM: 1000,
+            Plan.ENTERPRISE: 0,
+        },
+        description="Documents a tenant may hold over all its datasets, per plan (0: no limit)",
+    )
+    separator: str = Field(
+        "\\n\\n",
+        min_length=1,
+        description="Separator segments are split at first (escapes \\n and \\t are decoded)",
+    )
+    max_segment_chars: int = Field(
+        500, ge=50, le=20_000, description="Largest segment, in characters"
+    )
+    segment_overlap: int = Field(
+        50, ge=0, description="Characters a segment repeats from the end of the one before"
+    )
+    remove_urls_emails: bool = Field(
+        False, description="Remove URLs and e-mail addresses while cleaning the text"
     )
 
-    @field_validator("unused_dataset_days", "message_days", "workflow_run_days")
+    @field_validator("plan_batch_limit", "document_limit")
     @classmethod
-    def _days(cls, value: dict[Plan, int]) -> dict[Plan, int]:
-        bad = [str(plan) for plan, days in value.items() if days < 0]
+    def _not_negative(cls, value: dict[Plan, int]) -> dict[Plan, int]:
+        bad = [str(plan) for plan, n in value.items() if n < 0]
         if bad:
             raise ValueError(f"must not be negative for {', '.join(bad)}")
         return value
+
+    @model_validator(mode="after")
+    def _overlap_fits(self) -> IndexingSettings:
+        if self.segment_overlap * 2 >= self.max_segment_chars:
+            raise ValueError("segment_overlap must be less than half of max_segment_chars")
+        return self
+
+    @property
+    def separator_text(self) -> str:
+        """The separator with its ``\\n`` / ``\\t`` escapes decoded."""
+        return self.separator.replace("\\n", "\n").replace("\\t", "\t")
+
+    def batch_limit(self, plan: Plan) -> int:
+        """Documents one upload of a tenant on ``plan`` may carry."""
+        return min(
+            self.batch_upload_limit, self.plan_batch_limit.get(plan, self.batch_upload_limit)
+        )
+
+    def documents_allowed(self, plan: Plan) -> int | None:
+        """Documents a tenant on ``plan`` may hold; None when unlimited."""
+        return self.document_limit.get(plan) or None
 
 
 class LogSettings(BaseModel):
@@ -335,12 +443,14 @@ class Settings(BaseSettings):
     celery: CelerySettings = Field(default_factory=CelerySettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     streaming: StreamingSettings = Field(default_factory=StreamingSettings)
+    workflow: WorkflowSettings = Field(default_factory=WorkflowSettings)
     tenancy: TenancySettings = Field(default_factory=TenancySettings)
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     mail: MailSettings = Field(default_factory=MailSettings)
     ops_trace: OpsTraceSettings = Field(default_factory=OpsTraceSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    indexing: IndexingSettings = Field(default_factory=IndexingSettings)
 
     @model_validator(mode="after")
     def _absolute_var_dir(self) -> Settings:

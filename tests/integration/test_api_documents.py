@@ -56,19 +56,24 @@ def test_json_upload_creates_a_waiting_document_and_one_event(
     assert indexing == [DocumentIndexCreated(tenant.id, dataset, (doc["id"],))]
 
 
-def test_html_is_reduced_to_its_text(api: Api, tenant: TenantCredentials, dataset: str) -> None:
+def test_html_is_stored_as_uploaded_for_the_indexing_task(
+    api: Api, tenant: TenantCredentials, dataset: str
+) -> None:
+    # The indexing task's parsing phase extracts the text (tests/integration/test_indexing*.py).
     html = "<html><head><style>p{}</style></head><body><h1>Title</h1><p>Hello <b>you</b></p>"
     html += "<script>alert(1)</script></body></html>"
     created = api.ok(
         "POST", _path(dataset), tenant, 201, json={"name": "p", "content": html, "format": "html"}
     )
+    assert created["documents"][0]["format"] == "html"
     (row,) = api.rows(Document, id=created["documents"][0]["id"])
-    assert row.content == "Title\nHello you"
+    assert (row.content, row.content_format) == (html, "html")
 
 
-def test_multipart_upload_of_several_files_is_one_event(
-    api: Api, tenant: TenantCredentials, dataset: str
-) -> None:
+def test_multipart_upload_of_several_files_is_one_event(api: Api) -> None:
+    # A sandbox tenant may upload one document at a time (tests/integration/test_indexing*.py).
+    tenant = api.create_tenant(plan="professional")
+    dataset = api.ok("POST", "/v1/datasets", tenant, 201, json={"name": "kb"})["id"]
     files = [
         (io.BytesIO(b"# Heading\nbody text"), "notes.md"),
         (io.BytesIO("<p>caf\u00e9</p>".encode()), "page.html"),
@@ -85,8 +90,14 @@ def test_multipart_upload_of_several_files_is_one_event(
     docs = response.json["documents"]
     assert [d["name"] for d in docs] == ["notes.md", "page.html"]
     rows = {row.name: row for row in api.rows(Document, dataset_id=dataset)}
-    assert rows["page.html"].content == "caf\u00e9"
-    assert rows["notes.md"].content == "# Heading\nbody text"
+    assert (rows["page.html"].content, rows["page.html"].content_format) == (
+        "<p>caf\u00e9</p>",
+        "html",
+    )
+    assert (rows["notes.md"].content, rows["notes.md"].content_format) == (
+        "# Heading\nbody text",
+        "markdown",
+    )
     indexing = [payload for name, payload in events if name == "document_index_created"]
     assert indexing == [DocumentIndexCreated(tenant.id, dataset, tuple(d["id"] for d in docs))]
 
@@ -103,7 +114,7 @@ def test_multipart_name_and_format_fields(
     )
     assert response.status_code == 201, response.json
     (row,) = api.rows(Document, dataset_id=dataset)
-    assert (row.name, row.content) == ("Named", "x")
+    assert (row.name, row.content, row.content_format) == ("Named", "<b>x</b>", "html")
 
 
 @pytest.mark.parametrize(

@@ -115,7 +115,7 @@ def test_a_document_goes_through_every_status(
     outcome = send(runtime, INDEX, [tenant, dataset, [doc]], "k-statuses", tenant)
 
     assert outcome == {doc: "completed"}
-    assert status_writes == ["parsing", "splitting", "indexing", "completed"]
+    assert status_writes == ["parsing", "cleaning", "splitting", "indexing", "completed"]
     row = document(runtime, doc)
     assert row.indexing_status == IndexingStatus.COMPLETED
     assert row.error is None

@@ -18,7 +18,8 @@ import pytest
 from sqlalchemy import select
 
 from relay.config import Settings
-from relay.models import Base
+from relay.models import Base, WorkflowRun
+from relay.services.run_streams import end_user_id
 from tests.integration.test_api_support import Api, TenantCredentials, admin_api, captured_events
 
 EXCLUDED_PREFIXES = ("/v1/tenants", "/v1/tasks", "/v1/ping-task")
@@ -37,6 +38,19 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
         "answer_tokens": 1,
     },
     ("POST", "/v1/datasets/<dataset_id>/documents"): {"name": "n", "content": "text"},
+    ("POST", "/v1/datasets/<dataset_id>/documents/batch-delete"): {"ids": [str(uuid.uuid4())]},
+    ("POST", "/v1/datasets/<dataset_id>/documents/retry"): {"ids": [str(uuid.uuid4())]},
+    ("PUT", "/v1/datasets/<dataset_id>/documents/<document_id>/pause"): {},
+    ("PUT", "/v1/datasets/<dataset_id>/documents/<document_id>/resume"): {},
+    ("PUT", "/v1/datasets/<dataset_id>/documents/<document_id>/enable"): {},
+    ("PUT", "/v1/datasets/<dataset_id>/documents/<document_id>/disable"): {},
+    ("POST", "/v1/dead-letters/<letter_id>/replay"): {},
+    ("POST", "/v1/workflows/runs/<run_id>/stop"): {"user": "u"},
+}
+# Query strings some endpoints need besides their path (runs are read by their end user).
+QUERIES: dict[tuple[str, str], dict[str, str]] = {
+    ("GET", "/v1/workflows/runs/<run_id>"): {"user": "u"},
+    ("GET", "/v1/workflows/runs/<run_id>/events"): {"user": "u"},
 }
 WRITE_METHODS = {"POST", "PUT", "PATCH"}
 # A floor: the generator must find at least these (it finds new ones by itself).
@@ -50,6 +64,7 @@ KNOWN_ROUTES = {
     ("GET", "/v1/datasets/<dataset_id>/documents"),
     ("GET", "/v1/datasets/<dataset_id>/documents/<document_id>"),
     ("DELETE", "/v1/datasets/<dataset_id>/documents/<document_id>"),
+    ("GET", "/v1/dead-letters/<letter_id>"),
 }
 
 
@@ -96,10 +111,38 @@ def _resources(api: Api, tenant: TenantCredentials) -> dict[str, str]:
         201,
         json={"name": "doc", "content": "some words"},
     )
+    letter_id = api.runtime.lifecycle.dead_letters.bury(
+        task_id=str(uuid.uuid4()),
+        task_name="relay.ping",
+        queue="monitor",
+        tenant_id=tenant.id,
+        args=["x"],
+        kwargs={},
+        headers={},
+        reason="exhausted",
+        error="boom",
+        traceback=None,
+        attempts=3,
+    )
+    run = WorkflowRun(
+        id=str(uuid.uuid4()),
+        tenant_id=tenant.id,
+        app_id=app["id"],
+        triggered_from="app-run",
+        version="published",
+        graph=GRAPH,
+        inputs={},
+        status="succeeded",
+        created_by_role="end_user",
+        created_by=end_user_id(tenant.id, "u"),
+    )
+    api.add(run)
     return {
         "app_id": app["id"],
         "dataset_id": dataset["id"],
         "document_id": upload["documents"][0]["id"],
+        "letter_id": letter_id,
+        "run_id": run.id,
     }
 
 
@@ -146,7 +189,8 @@ def _snapshot(api: Api, tenant_id: str) -> dict[str, list[dict[str, Any]]]:
 
 def _send(api: Api, case: Case, tenant: TenantCredentials) -> Any:
     body = BODIES.get((case.method, case.rule)) if case.method in WRITE_METHODS else None
-    return api.call(case.method, case.path, tenant, json=body)
+    query = QUERIES.get((case.method, case.rule))
+    return api.call(case.method, case.path, tenant, json=body, query_string=query)
 
 
 def test_a_tenant_gets_404_on_every_resource_of_another(api: Api) -> None:
@@ -158,6 +202,7 @@ def test_a_tenant_gets_404_on_every_resource_of_another(api: Api) -> None:
     covered = {(c.method, c.rule) for c in cases}
     assert covered >= KNOWN_ROUTES, sorted(KNOWN_ROUTES - covered)
 
+    api.runtime.outbox.flush()  # batched "sent" marks of B's uploads land now, not mid-test
     before = _snapshot(api, b.id)
     for table in ("apps", "conversations", "messages", "datasets", "documents", "api_keys"):
         assert before[table], f"tenant B has no {table} to protect"

@@ -1,4 +1,4 @@
-"""Request parsing, credentials and text extraction, without any backing service."""
+"""Request parsing and credentials, without any backing service."""
 
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ from relay.services.auth_service import (
     generate_api_key,
     hash_api_key,
 )
-from relay.services.document_service import html_to_text
 from relay.services.pagination import PageParams
 
 app = Flask(__name__)
@@ -137,18 +136,3 @@ def test_api_keys_are_random_and_hashed_with_sha256() -> None:
     assert key.startswith("relay-")
     assert len(key) == 49
     assert hash_api_key(key) == hashlib.sha256(key.encode()).hexdigest()
-
-
-@pytest.mark.parametrize(
-    ("html", "text"),
-    [
-        ("<p>Hello <b>world</b></p>", "Hello world"),
-        ("<h1>T</h1><p>a</p><p>b</p>", "T\na\nb"),
-        ("<script>x()</script><style>p{}</style>kept", "kept"),
-        ("a &amp; b &lt;c&gt;", "a & b <c>"),
-        ("<ul><li>one</li><li>two</li></ul>", "one\ntwo"),
-        ("plain   text\twith  spaces", "plain text with spaces"),
-    ],
-)
-def test_html_to_text(html: str, text: str) -> None:
-    assert html_to_text(html) == text

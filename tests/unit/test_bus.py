@@ -1,7 +1,8 @@
 """``EventBus``: isolated receivers, critical receivers, strong references, counters and metrics.
 
 Receivers here write ``Tenant`` rows, so "rolled back" and "kept" are row counts. They are
-connected to ``app_was_deleted``, which has no handler of relay's own.
+connected to ``app_was_deleted``, whose own handler (the batched app removal) is disconnected
+from each test's bus first, so the receivers under test are the only ones.
 """
 
 from __future__ import annotations
@@ -24,6 +25,12 @@ from relay.runtime import Runtime
 
 SIGNAL = signals.app_was_deleted
 PAYLOAD = AppDeleted(tenant_id="t-1", app_id="a-1")
+
+
+@pytest.fixture(autouse=True)
+def _only_test_receivers(runtime: Runtime) -> None:
+    for receiver, _ in runtime.bus.receivers(SIGNAL):
+        runtime.bus.disconnect(SIGNAL, receiver)
 
 
 def tenants(runtime: Runtime) -> list[str]:

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from relay.tasks.dataset_text import (
     TextFormat,
+    clean_text,
     detect_format,
     extract_text,
     html_to_text,
@@ -106,3 +107,68 @@ def test_segments_respect_the_limit_and_keep_every_word(parts: list[str]) -> Non
             assert word in joined
     if not words:
         assert segments == []
+
+
+@pytest.mark.parametrize(
+    ("html", "text"),
+    [
+        ("<p>Hello <b>world</b></p>", "Hello world"),
+        ("<h1>T</h1><p>a</p><p>b</p>", "T\n\na\n\nb"),
+        ("<script>x()</script><style>p{}</style><noscript>js</noscript>kept", "kept"),
+        ("a &amp; b &lt;c&gt; caf&eacute; &#8212; &#x41;", "a & b <c> café — A"),
+        ("<ul><li>one</li><li>two</li></ul>", "one\n\ntwo"),
+        ("plain   text\twith  spaces", "plain text with spaces"),
+        ("<table><tr><td>a</td><td>b</td></tr></table>", "a b"),
+        ("line<br/>break<hr/>rule", "line\n\nbreak\n\nrule"),
+        ("<svg><text>icon</text></svg><template><p>t</p></template>seen", "seen"),
+    ],
+)
+def test_html_cases(html: str, text: str) -> None:
+    assert extract_text(html, TextFormat.HTML) == text
+
+
+def test_markdown_pages_lists_tables_and_code_keep_their_text() -> None:
+    markdown = (
+        "# Page one\n\nFirst page text.\n\n<!-- page 2 -->\n\n---\n\n## Page two\n\n"
+        "- [x] done item\n- [ ] open item\n\n| Key | Value |\n|-----|:-----:|\n| a | 1 |\n\n"
+        "    indented code stays\n\n\fThird page after a form feed."
+    )
+    assert extract_text(markdown, TextFormat.MARKDOWN) == (
+        "Page one\n\nFirst page text.\n\nPage two\n\ndone item\nopen item\n\nKey Value\na 1\n\n"
+        "indented code stays\n\nThird page after a form feed."
+    )
+
+
+def test_cleaning_removes_control_characters_and_odd_spaces() -> None:
+    dirty = "a\x00b\x07c\u200bd\ufeff e\u00a0f\u3000g\u2028h\r\n\r\n\ti\x85"
+    assert clean_text(dirty) == "abcd e f g\n\nh\n\ni"
+
+
+def test_cleaning_removes_urls_and_emails_only_when_asked() -> None:
+    text = "Write to ops.team+oncall@example.co.uk or see https://example.com/a?b=1 (www.x.org)."
+    assert clean_text(text) == text
+    assert clean_text(text, remove_urls_emails=True) == "Write to or see ()."
+
+
+def test_the_separator_is_configurable() -> None:
+    text = "one\ntwo\nthree"
+    assert split_text(text, max_chars=8, overlap=0, separator="\n") == ["one\ntwo", "three"]
+    assert split_text("a###b###c", max_chars=100, overlap=0, separator="###") == ["a###b###c"]
+    long = "x" * 30 + "###" + "y" * 30
+    assert split_text(long, max_chars=40, overlap=0, separator="###") == ["x" * 30, "y" * 30]
+    with pytest.raises(ValueError, match="separator"):
+        split_text("x", separator="")
+
+
+def test_a_long_chunk_is_cut_at_lines_then_sentences_then_words() -> None:
+    lines = "\n".join(f"line {i} " + "w" * 20 for i in range(6))
+    segments = split_text(lines, max_chars=70, overlap=0)
+    assert all(len(s) <= 70 for s in segments)
+    assert all(s.startswith("line") for s in segments), "cut at line breaks"
+    sentence = "Alpha beta gamma. Delta epsilon zeta. Eta theta iota."
+    assert split_text(sentence, max_chars=40, overlap=0) == [
+        "Alpha beta gamma. Delta epsilon zeta.",
+        "Eta theta iota.",
+    ]
+    words = "word " * 30
+    assert all(not s.endswith("wor") for s in split_text(words, max_chars=50, overlap=10))

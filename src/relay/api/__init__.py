@@ -11,7 +11,9 @@ from flask import Blueprint, Flask
 
 from relay.api.apps import apps
 from relay.api.auth import authenticate_tenant
+from relay.api.chat import chat
 from relay.api.datasets import datasets
+from relay.api.dead_letters import dead_letters
 from relay.api.documents import documents
 from relay.api.errors import register_error_handlers
 from relay.api.messages import messages
@@ -19,6 +21,7 @@ from relay.api.openapi import docs
 from relay.api.ops import ops
 from relay.api.tasks import tasks
 from relay.api.tenants import tenants
+from relay.api.workflows import workflows
 
 # Largest request body any endpoint reads (document uploads stay well below it).
 MAX_REQUEST_BYTES = 16 * 1024 * 1024
@@ -27,8 +30,10 @@ MAX_REQUEST_BYTES = 16 * 1024 * 1024
 def _tenant_api() -> Blueprint:
     parent = Blueprint("tenant_api", __name__)
     parent.before_request(authenticate_tenant)
-    for child in (apps, datasets, documents, messages):
+    for child in (apps, datasets, documents, messages, dead_letters):
         parent.register_blueprint(child)
+    parent.register_blueprint(workflows)
+    parent.register_blueprint(chat)
     return parent
 
 

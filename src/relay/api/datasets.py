@@ -10,6 +10,7 @@ from relay.api.body import Name, no_content, parse_body, parse_query, respond
 from relay.api.openapi import TENANT, documented
 from relay.services.dataset_service import DatasetPage, DatasetService, DatasetView
 from relay.services.pagination import PageParams
+from relay.services.segment_service import SegmentQuery, SegmentSearch, SegmentService
 
 datasets = Blueprint("datasets", __name__)
 
@@ -58,3 +59,13 @@ def delete_dataset(dataset_id: str) -> tuple[Response, int]:
     """Delete the dataset with its documents."""
     _service().delete(tenant_id(), dataset_id)
     return no_content()
+
+
+@datasets.get("/datasets/<dataset_id>/segments")
+@documented(tags=_TAGS, security=TENANT, query=SegmentQuery, ok=(200, SegmentSearch), errors=(404,))
+def search_segments(dataset_id: str) -> tuple[Response, int]:
+    """Segments of the dataset's enabled documents matching the words of ``q``, ranked by how
+    many distinct words each contains (the same terms as the keyword index: lower-cased words
+    of 2+ characters without stopwords, single CJK characters)."""
+    query = parse_query(SegmentQuery)
+    return respond(SegmentService(current_runtime()).search(tenant_id(), dataset_id, query))

@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from celery import Celery
+from celery.signals import before_task_publish
 from kombu import Exchange, Queue
 
 from relay.config import Settings
@@ -95,7 +96,10 @@ def init_celery(settings: Settings, redis_url: str) -> Celery:
         worker_redirect_stdouts=False,
         worker_send_task_events=False,
         broker_connection_timeout=settings.redis.socket_timeout,
-        beat_schedule={b.name: {"task": b.task, "schedule": b.every} for b in catalog.BEAT},
+        beat_schedule={
+            b.name: {"task": b.task, "schedule": b.every}
+            for b in catalog.enabled_beat_entries(settings)
+        },
         beat_scheduler="redbeat.RedBeatScheduler",
         redbeat_redis_url=redis_url,
         redbeat_key_prefix="relay:beat:",
@@ -104,7 +108,11 @@ def init_celery(settings: Settings, redis_url: str) -> Celery:
         enable_utc=True,
         include=list(catalog.TASK_MODULES),
     )
+    from relay.monitoring.queues import stamp_sent_at
     from relay.tasks.worker import PresenceStep
+
+    # Every published message carries its publish time, so queue monitoring can tell its age.
+    before_task_publish.connect(stamp_sent_at, weak=False, dispatch_uid="relay.sent_at")
 
     app.steps["consumer"].add(PresenceStep)
     app.set_default()

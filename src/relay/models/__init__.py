@@ -23,8 +23,10 @@ from relay.models.dataset import (
     DataSourceType,
     Document,
     DocumentSegment,
+    DocumentStatusLog,
     IndexingStatus,
     IndexingTechnique,
+    SegmentKeyword,
     SegmentStatus,
 )
 from relay.models.dead_letter import DeadLetter, DeadLetterReason
@@ -75,6 +77,8 @@ __all__ = [
     "IndexingStatus",
     "DocumentSegment",
     "SegmentStatus",
+    "SegmentKeyword",
+    "DocumentStatusLog",
     # conversation
     "Conversation",
     "ConversationStatus",

@@ -1,7 +1,9 @@
 """The dataset (knowledge base) aggregate: datasets, their documents and the documents' segments.
 
 A document moves through :class:`IndexingStatus` as the indexing task parses, cleans, splits and
-indexes its text into :class:`DocumentSegment` rows.
+indexes its text into :class:`DocumentSegment` rows, each with its :class:`SegmentKeyword` rows
+(the keyword index searched by retrieval). Every status change of a document is appended to
+:class:`DocumentStatusLog`.
 """
 
 from __future__ import annotations
@@ -9,10 +11,21 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
-from relay.models.base import Base, IdMixin, TenantOwned, TimestampMixin, UTCDateTime
+from relay.models.base import Base, IdMixin, TenantOwned, TimestampMixin, UTCDateTime, utcnow
 from relay.models.tenant import tenant_fk
 
 
@@ -93,12 +106,16 @@ class Document(IdMixin, TimestampMixin, TenantOwned, Base):
     indexing_status: Mapped[str] = mapped_column(
         String(32), nullable=False, default=IndexingStatus.WAITING, index=True
     )
+    # How ``content`` is written (text, markdown, html); None: detected from name and content.
+    content_format: Mapped[str | None] = mapped_column(String(16))
     error: Mapped[str | None] = mapped_column(Text)
     enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
     word_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     tokens: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     processing_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Seconds spent in each phase of the last indexing run: {"parsing": 0.01, ...}.
+    indexing_timings: Mapped[dict[str, float] | None] = mapped_column(JSON(none_as_null=True))
 
     def __repr__(self) -> str:
         return f"<Document {self.id} {self.name!r} {self.indexing_status}>"
@@ -125,3 +142,59 @@ class DocumentSegment(IdMixin, TimestampMixin, TenantOwned, Base):
 
     def __repr__(self) -> str:
         return f"<DocumentSegment {self.document_id}#{self.position}>"
+
+
+class SegmentKeyword(TenantOwned, Base):
+    """One keyword of one enabled segment: the keyword index, searched by dataset and keyword.
+
+    Rows exist only for segments of enabled documents; disabling a document deletes them and
+    enabling it rebuilds them from the segments' text.
+    """
+
+    __tablename__ = "segment_keywords"
+    __table_args__ = (
+        Index(None, "tenant_id", "dataset_id", "keyword"),
+        Index(None, "document_id"),
+    )
+
+    segment_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("document_segments.id", ondelete="CASCADE"), primary_key=True
+    )
+    keyword: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # Leading column of the search index, which serves tenant lookups as well.
+    tenant_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False
+    )
+    dataset_id: Mapped[str] = mapped_column(String(36), nullable=False)
+    document_id: Mapped[str] = mapped_column(String(36), nullable=False)
+
+    def __repr__(self) -> str:
+        return f"<SegmentKeyword {self.segment_id} {self.keyword!r}>"
+
+
+class DocumentStatusLog(TenantOwned, Base):
+    """One status change of a document, in the order it happened (``id`` increases).
+
+    ``seconds`` is the time the document spent in ``from_status``; ``reason`` says why it
+    changed when that is not progress (the error, a plan limit, a pause).
+    """
+
+    __tablename__ = "document_status_logs"
+    __table_args__ = (Index(None, "document_id", "id"),)
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    tenant_id: Mapped[str] = tenant_fk()
+    dataset_id: Mapped[str] = mapped_column(String(36), nullable=False)
+    document_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("documents.id", ondelete="CASCADE"), nullable=False
+    )
+    from_status: Mapped[str | None] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(32), nullable=False)
+    reason: Mapped[str | None] = mapped_column(Text)
+    seconds: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, nullable=False)
+
+    def __repr__(self) -> str:
+        return f"<DocumentStatusLog {self.document_id} {self.from_status}->{self.status}>"

@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 
+from relay.events.handlers.document_indexing import enqueue_dataset_task
 from relay.models import (
     Document,
     IndexingStatus,
@@ -31,6 +32,7 @@ from relay.models import (
     utcnow,
 )
 from relay.monitoring.presence import WorkerPresence
+from relay.services.document_status import transition
 from relay.tasks.catalog import spec_or_default, task_spec
 
 if TYPE_CHECKING:
@@ -54,6 +56,7 @@ class ReapReport:
     buried: int = 0
     resent: int = 0
     documents: int = 0
+    lost_runs: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return dict(vars(self))
@@ -71,6 +74,7 @@ class Reaper:
         self._stale_tasks(report)
         self._lost_messages(report)
         self._stuck_documents(report)
+        self._runs_without_worker(report)
         if any(vars(report).values()):
             log.warning(
                 "reaper recovered work", extra={"action": "reaper.recovered", **vars(report)}
@@ -175,34 +179,45 @@ class Reaper:
     def _stuck_documents(self, report: ReapReport) -> None:
         limit = task_spec("relay.dataset.index_documents").time_limit
         cutoff = utcnow() - timedelta(seconds=limit + 60)
-        db = self.runtime.db
-        with db.transaction() as session:
-            stuck = list(
-                session.execute(
-                    select(Document.id, Document.tenant_id, Document.dataset_id)
-                    .where(Document.indexing_status.in_(IN_PROGRESS))
-                    .where(Document.processing_started_at < cutoff)
-                    .limit(self.batch)
-                )
+        runtime = self.runtime
+        with runtime.db.transaction() as session:
+            query = (
+                select(Document)
+                .where(Document.indexing_status.in_(IN_PROGRESS))
+                .where(Document.processing_started_at < cutoff)
+                .limit(self.batch)
             )
-            if not stuck:
-                return
-            session.execute(
-                update(Document)
-                .where(Document.id.in_([row.id for row in stuck]))
-                .values(indexing_status=IndexingStatus.WAITING, processing_started_at=None)
-            )
+            if not runtime.db.is_sqlite:
+                query = query.with_for_update(skip_locked=True)
+            stuck = list(session.scalars(query))
             groups: dict[tuple[str, str], list[str]] = {}
-            for row in stuck:
-                groups.setdefault((row.tenant_id, row.dataset_id), []).append(row.id)
+            for document in stuck:
+                transition(
+                    session,
+                    document,
+                    IndexingStatus.WAITING,
+                    reason="the worker indexing it was lost; indexing starts again",
+                )
+                document.processing_started_at = None
+                groups.setdefault((document.tenant_id, document.dataset_id), []).append(document.id)
             for (tenant_id, dataset_id), ids in groups.items():
-                self.runtime.outbox.enqueue(
+                enqueue_dataset_task(
+                    runtime.outbox,
+                    runtime.redis,
                     session,
                     "relay.dataset.index_documents",
+                    tenant_id,
                     args=[tenant_id, dataset_id, ids],
-                    tenant_id=tenant_id,
                 )
             report.documents += len(stuck)
+
+    # --- 4. workflow runs whose worker is gone ---------------------------------------------------
+
+    def _runs_without_worker(self, report: ReapReport) -> None:
+        from relay.services.run_streams import fail_lost_runs
+
+        # Each gets its terminal event, so a client's stream always ends.
+        report.lost_runs += fail_lost_runs(self.runtime, self.batch)
 
     def _publish(
         self,

@@ -7,7 +7,8 @@ passes the authenticated tenant.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,6 +19,8 @@ from relay.errors import BadRequest, Conflict, NotFound, RelayError
 from relay.runtime import Runtime
 from relay.services.pagination import MAX_LIMIT, Page, PageParams
 from relay.tasks.deadletter import DeadLetters, DeadLetterView
+
+NOT_FOUND = "dead letter not found"
 
 
 class DeadLetterSummary(BaseModel):
@@ -69,6 +72,15 @@ class BulkReplay:
     @property
     def attempted(self) -> int:
         return len(self.replayed) + len(self.conflicts) + len(self.failed)
+
+
+@contextmanager
+def _not_found() -> Iterator[None]:
+    """One "not found" answer, the same for an unknown id and another tenant's letter."""
+    try:
+        yield
+    except NotFound:
+        raise NotFound(NOT_FOUND) from None
 
 
 def _summary(view: DeadLetterView) -> DeadLetterSummary:
@@ -125,14 +137,16 @@ class DeadLetterService:
 
     def get(self, letter_id: str, tenant_id: str | None = None) -> DeadLetterDetail:
         """One letter with its traceback; ``NotFound`` when it is not the tenant's."""
-        return _detail(self.letters.get(letter_id, tenant_id))
+        with _not_found():
+            return _detail(self.letters.get(letter_id, tenant_id))
 
     def replay(self, letter_id: str, tenant_id: str | None = None) -> ReplayAccepted:
         """Re-enqueue the letter's task (fresh attempts, same idempotency key).
 
         ``Conflict`` when it was replayed already, ``NotFound`` when it is not the tenant's.
         """
-        return ReplayAccepted(task_id=self.letters.replay(letter_id, tenant_id))
+        with _not_found():
+            return ReplayAccepted(task_id=self.letters.replay(letter_id, tenant_id))
 
     def pending_ids(self, tenant_id: str | None = None) -> list[str]:
         """Letters not replayed yet, oldest first."""
@@ -153,10 +167,10 @@ class DeadLetterService:
         outcome = BulkReplay()
         for letter_id in letter_ids:
             try:
-                outcome.replayed[letter_id] = self.letters.replay(letter_id, tenant_id)
+                outcome.replayed[letter_id] = self.replay(letter_id, tenant_id).task_id
             except Conflict:
                 outcome.conflicts.append(letter_id)
-            except (NotFound, RelayError) as exc:
+            except RelayError as exc:
                 outcome.failed[letter_id] = exc.message
             if progress is not None:
                 progress(letter_id)

@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from relay.config import Plan
+from relay.config import Plan, Settings
+from relay.errors import ConfigError
 from relay.tasks.retry import DEFAULT_POLICY, RetryPolicy
 
 
@@ -71,10 +72,41 @@ TASKS: tuple[TaskSpec, ...] = (
     TaskSpec("relay.canary", "monitor", soft_time_limit=10, time_limit=15),
     TaskSpec("relay.maintenance.reap", "schedule", soft_time_limit=120, time_limit=150),
     TaskSpec("relay.maintenance.purge", "schedule", soft_time_limit=300, time_limit=360),
+    # Retention clean-ups stop themselves at 80% of the soft limit; the next beat continues.
+    TaskSpec(
+        "relay.retention.clean_unused_datasets", "schedule", soft_time_limit=900, time_limit=960
+    ),
+    TaskSpec("relay.retention.clean_messages", "schedule", soft_time_limit=900, time_limit=960),
+    TaskSpec(
+        "relay.retention.clean_workflow_runs", "schedule", soft_time_limit=900, time_limit=960
+    ),
     TaskSpec("relay.monitor.snapshot_queues", "monitor", soft_time_limit=20, time_limit=30),
     TaskSpec("relay.outbox.relay_pending", "schedule", soft_time_limit=60, time_limit=90),
     TaskSpec("relay.dataset.clean_dataset", "dataset", soft_time_limit=600, time_limit=660),
     TaskSpec("relay.dataset.clean_document", "dataset", soft_time_limit=120, time_limit=150),
+    TaskSpec("relay.dataset.batch_clean_documents", "dataset", soft_time_limit=300, time_limit=360),
+    # Enable / disable a document: rebuild or drop its keyword rows (the service picks the queue).
+    TaskSpec(
+        "relay.dataset.add_document_to_index",
+        "dataset",
+        soft_time_limit=300,
+        time_limit=360,
+        alt_queues=("priority_dataset",),
+    ),
+    TaskSpec(
+        "relay.dataset.remove_document_from_index",
+        "dataset",
+        soft_time_limit=300,
+        time_limit=360,
+        alt_queues=("priority_dataset",),
+    ),
+    TaskSpec(
+        "relay.dataset.retry_document_indexing",
+        "dataset",
+        soft_time_limit=1800,
+        time_limit=1860,
+        alt_queues=("priority_dataset",),
+    ),
     # Sandbox tenants on ``dataset``, paid plans on ``priority_dataset`` (the event handler picks).
     TaskSpec(
         "relay.dataset.index_documents",
@@ -111,6 +143,18 @@ TASKS: tuple[TaskSpec, ...] = (
         time_limit=60,
         retry=_STORAGE_RETRY,
     ),
+    # Workflow runs on the tenant's plan queue (WORKFLOW_QUEUE_BY_PLAN). Never retried: a run's
+    # side effects (LLM calls, HTTP requests) must not happen twice; a lost worker's run is
+    # failed by the reaper. Limits sit above RELAY_WORKFLOW_MAX_TIME (1200 s), which the engine
+    # enforces itself and reports as a failed run.
+    TaskSpec(
+        "relay.workflow.run",
+        "workflow_sandbox",
+        soft_time_limit=1300,
+        time_limit=1360,
+        retry=RetryPolicy(max_attempts=1),
+        alt_queues=("workflow_professional", "workflow_team"),
+    ),
     # Batched and resumable: a run cut off by its time limit is finished by the retry.
     TaskSpec(
         "relay.app_deletion.remove_app",
@@ -128,6 +172,9 @@ BEAT: tuple[BeatSpec, ...] = (
     # Finds work stranded by dead workers (stale heartbeats, lost messages, stuck documents).
     BeatSpec("reaper", "relay.maintenance.reap", timedelta(seconds=30)),
     BeatSpec("purge", "relay.maintenance.purge", timedelta(hours=1)),
+    BeatSpec("clean-unused-datasets", "relay.retention.clean_unused_datasets", timedelta(days=1)),
+    BeatSpec("clean-messages", "relay.retention.clean_messages", timedelta(hours=1)),
+    BeatSpec("clean-workflow-runs", "relay.retention.clean_workflow_runs", timedelta(hours=1)),
 )
 
 TASK_MODULES: tuple[str, ...] = (
@@ -136,11 +183,14 @@ TASK_MODULES: tuple[str, ...] = (
     "relay.tasks.monitor",
     "relay.tasks.outbox_relay",
     "relay.tasks.dataset_cleanup",
+    "relay.tasks.document_index",
     "relay.tasks.indexing",
     "relay.tasks.mail",
     "relay.tasks.ops_trace",
     "relay.tasks.workflow_storage",
+    "relay.tasks.workflow_run",
     "relay.tasks.app_deletion",
+    "relay.tasks.retention",
 )
 
 WORKFLOW_QUEUE_BY_PLAN: dict[Plan, str] = {
@@ -173,6 +223,21 @@ def task_spec(name: str) -> TaskSpec:
 def spec_or_default(name: str, queue: str = "monitor") -> TaskSpec:
     """The catalogue row, or defaults for a task from an extra module (``--include``)."""
     return _BY_NAME.get(name) or TaskSpec(name, queue)
+
+
+def enabled_beat_entries(settings: Settings) -> tuple[BeatSpec, ...]:
+    """The beat entries to schedule: all but those named in ``RELAY_RETENTION_DISABLED_BEATS``.
+
+    An unknown name is refused, so a typo cannot leave an entry silently running.
+    """
+    disabled = set(settings.retention.disabled_beats)
+    unknown = sorted(disabled - {entry.name for entry in BEAT})
+    if unknown:
+        raise ConfigError(
+            f"RELAY_RETENTION_DISABLED_BEATS names unknown beat entries: {', '.join(unknown)} "
+            f"(known: {', '.join(entry.name for entry in BEAT)})"
+        )
+    return tuple(entry for entry in BEAT if entry.name not in disabled)
 
 
 def longest_time_limit() -> int:

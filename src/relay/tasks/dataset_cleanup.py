@@ -1,11 +1,14 @@
-"""Clean-up after a dataset or a document was deleted: the rows the deletion left behind.
+"""Clean-up after datasets or documents were deleted: the rows the deletion left behind.
 
-The deleting request only removes the dataset (or document) row and enqueues these through the
+The deleting request only removes the dataset (or document) rows and enqueues these through the
 outbox. Each runs its deletes in one ``effect()`` transaction, tenant-scoped, so a redelivered
-message changes nothing. Set-based deletes (one statement per table), not row by row.
+message changes nothing. Set-based deletes (one statement per table), not row by row: segments,
+their keyword index rows and the documents' status logs (the database cascades most of them
+with the deleted rows; these catch whatever a cascade did not reach). Pause flags in Redis go
+after the commit.
 
-Both refuse to run while their dataset or document still exists: they clean up *after* a
-deletion and must never be what deletes a live dataset's content.
+All refuse to touch a dataset or document that still exists: they clean up *after* a deletion
+and must never be what deletes live content.
 """
 
 from __future__ import annotations
@@ -16,7 +19,15 @@ from typing import Any
 from celery import shared_task
 from sqlalchemy import CursorResult, delete, select
 
-from relay.models import AppDatasetJoin, Dataset, Document, DocumentSegment
+from relay.models import (
+    AppDatasetJoin,
+    Dataset,
+    Document,
+    DocumentSegment,
+    DocumentStatusLog,
+    SegmentKeyword,
+)
+from relay.services.document_status import pause_key
 from relay.tasks.base import RelayTask
 
 log = logging.getLogger(__name__)
@@ -42,6 +53,17 @@ def clean_dataset(self: RelayTask, tenant_id: str, dataset_id: str) -> dict[str,
                 extra={"action": "dataset.clean_refused", "dataset_id": dataset_id},
             )
             return {"skipped": "dataset exists"}
+        keywords = session.execute(
+            delete(SegmentKeyword).where(
+                SegmentKeyword.tenant_id == tenant_id, SegmentKeyword.dataset_id == dataset_id
+            )
+        )
+        session.execute(
+            delete(DocumentStatusLog).where(
+                DocumentStatusLog.tenant_id == tenant_id,
+                DocumentStatusLog.dataset_id == dataset_id,
+            )
+        )
         segments = session.execute(
             delete(DocumentSegment).where(
                 DocumentSegment.tenant_id == tenant_id, DocumentSegment.dataset_id == dataset_id
@@ -59,6 +81,7 @@ def clean_dataset(self: RelayTask, tenant_id: str, dataset_id: str) -> dict[str,
         )
         return {
             "segments": _count(segments),
+            "keywords": _count(keywords),
             "documents": _count(documents),
             "joins": _count(joins),
         }
@@ -68,29 +91,74 @@ def clean_dataset(self: RelayTask, tenant_id: str, dataset_id: str) -> dict[str,
 def clean_document(
     self: RelayTask, tenant_id: str, dataset_id: str, document_id: str
 ) -> dict[str, Any]:
-    """Delete a deleted document's segments; returns the count."""
+    """Delete a deleted document's segments and index rows; returns the segment count."""
     self.require_tenant(tenant_id)
-    with self.effect() as session:
+    result = _clean_documents(self, tenant_id, dataset_id, [document_id])
+    if result.get("alive"):
+        return {"skipped": "document exists"}
+    return {"segments": result["segments"]} if "segments" in result else result
+
+
+@shared_task(name="relay.dataset.batch_clean_documents", base=RelayTask, bind=True)
+def batch_clean_documents(
+    self: RelayTask, tenant_id: str, dataset_id: str, document_ids: list[str]
+) -> dict[str, Any]:
+    """Delete the segments, index rows and status logs of deleted documents; returns counts.
+
+    Documents of the list that still exist are left alone (counted as ``alive``).
+    """
+    self.require_tenant(tenant_id)
+    return _clean_documents(self, tenant_id, dataset_id, list(dict.fromkeys(document_ids)))
+
+
+def _clean_documents(
+    task: RelayTask, tenant_id: str, dataset_id: str, document_ids: list[str]
+) -> dict[str, Any]:
+    with task.effect() as session:
         if session is None:
             return {"skipped": "duplicate"}
-        alive = session.scalar(
-            select(Document.id).where(
-                Document.tenant_id == tenant_id,
-                Document.dataset_id == dataset_id,
-                Document.id == document_id,
+        alive = set(
+            session.scalars(
+                select(Document.id).where(
+                    Document.tenant_id == tenant_id,
+                    Document.dataset_id == dataset_id,
+                    Document.id.in_(document_ids),
+                )
             )
         )
-        if alive is not None:
+        if alive:
             log.warning(
-                "document still exists; not cleaned",
-                extra={"action": "dataset.clean_refused", "document_id": document_id},
+                "documents still exist; not cleaned",
+                extra={"action": "dataset.clean_refused", "count": len(alive)},
             )
-            return {"skipped": "document exists"}
-        segments = session.execute(
-            delete(DocumentSegment).where(
-                DocumentSegment.tenant_id == tenant_id,
-                DocumentSegment.dataset_id == dataset_id,
-                DocumentSegment.document_id == document_id,
+        gone = [document_id for document_id in document_ids if document_id not in alive]
+        counts = {"segments": 0, "keywords": 0, "logs": 0, "alive": len(alive)}
+        if gone:
+            counts["keywords"] = _count(
+                session.execute(
+                    delete(SegmentKeyword).where(
+                        SegmentKeyword.tenant_id == tenant_id,
+                        SegmentKeyword.document_id.in_(gone),
+                    )
+                )
             )
-        )
-        return {"segments": _count(segments)}
+            counts["segments"] = _count(
+                session.execute(
+                    delete(DocumentSegment).where(
+                        DocumentSegment.tenant_id == tenant_id,
+                        DocumentSegment.dataset_id == dataset_id,
+                        DocumentSegment.document_id.in_(gone),
+                    )
+                )
+            )
+            counts["logs"] = _count(
+                session.execute(
+                    delete(DocumentStatusLog).where(
+                        DocumentStatusLog.tenant_id == tenant_id,
+                        DocumentStatusLog.document_id.in_(gone),
+                    )
+                )
+            )
+    if gone:
+        task.runtime.redis.delete(*(pause_key(document_id) for document_id in gone))
+    return counts

@@ -1,8 +1,16 @@
-"""Document text for indexing: extraction from text, Markdown or HTML, and splitting into segments.
+"""Document text for indexing: extraction, cleaning and splitting into segments.
 
-Pure functions (no IO) so that the indexing task stays a thin loop of database steps around them
-and the text rules are tested on their own. Extraction is deliberately minimal: enough that the
-segments hold the words a reader sees, not the markup.
+Pure functions (no IO), one per indexing phase, so that the indexing task stays a thin loop of
+database steps around them and the text rules are tested on their own:
+
+- ``extract_text`` (parsing): the words a reader sees, not the markup. Plain text as is;
+  Markdown without its syntax (the text of headings, lists, quotes, tables and code is kept);
+  HTML without ``script``/``style``/``noscript``/``head``/``template``/``svg`` content, entities
+  decoded. Page breaks (form feeds, thematic breaks) become paragraph breaks, so a multi-page
+  document reads as consecutive paragraphs.
+- ``clean_text`` (cleaning): control and zero-width characters removed, Unicode spaces made
+  plain, whitespace normalised; optionally URLs and e-mail addresses removed.
+- ``split_text`` (splitting): chunks at a separator, packed up to a maximum length, with overlap.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ from html.parser import HTMLParser
 
 MAX_SEGMENT_CHARS = 500
 SEGMENT_OVERLAP = 50
+DEFAULT_SEPARATOR = "\n\n"
 
 
 class TextFormat(StrEnum):
@@ -45,24 +54,25 @@ def detect_format(name: str, content: str) -> TextFormat:
 
 
 def extract_text(content: str, text_format: TextFormat) -> str:
-    """The readable text of ``content``: whitespace-normalised, paragraphs kept apart."""
+    """The readable text of ``content``: markup removed, paragraphs (and pages) kept apart."""
     if text_format is TextFormat.HTML:
         content = html_to_text(content)
     elif text_format is TextFormat.MARKDOWN:
         content = markdown_to_text(content)
-    return _normalise(content)
+    return _normalise(content.replace("\f", "\n\n"))
 
 
 # --- HTML ----------------------------------------------------------------------------------------
 
 
 class _HtmlText(HTMLParser):
-    """Visible text; block elements become paragraph breaks; script and style are dropped."""
+    """Visible text; block elements become paragraph breaks; non-content elements are dropped."""
 
-    _SKIP = frozenset({"script", "style", "head", "template", "noscript"})
+    _SKIP = frozenset({"script", "style", "head", "template", "noscript", "svg"})
     _BLOCK = frozenset(
         {"p", "div", "br", "li", "tr", "section", "article", "blockquote", "pre", "table", "ul"}
         | {"ol", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "header", "footer", "main", "nav"}
+        | {"dt", "dd", "figcaption", "aside", "title"}
     )
 
     def __init__(self) -> None:
@@ -74,6 +84,12 @@ class _HtmlText(HTMLParser):
         if tag in self._SKIP:
             self._skipping += 1
         elif tag in self._BLOCK:
+            self.parts.append("\n\n")
+        elif tag in {"td", "th"}:
+            self.parts.append(" ")
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self._BLOCK:  # <br/>, <hr/>: a break, never the start of a skipped element
             self.parts.append("\n\n")
 
     def handle_endtag(self, tag: str) -> None:
@@ -98,12 +114,19 @@ def html_to_text(html: str) -> str:
 # --- Markdown ------------------------------------------------------------------------------------
 
 _MD_LINE_RULES: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"<!--.*?-->", re.S), ""),  # comments (page markers and the like)
     (re.compile(r"^[ \t]*(```|~~~).*$", re.M), ""),  # code fences (the code stays)
-    (re.compile(r"^[ \t]{0,3}([-*_])([ \t]*\1){2,}[ \t]*$", re.M), ""),  # horizontal rules
+    (re.compile(r"^[ \t]{0,3}([-*_])([ \t]*\1){2,}[ \t]*$", re.M), "\n"),  # rules, page breaks
     (re.compile(r"^[ \t]{0,3}(=+|-+)[ \t]*$", re.M), ""),  # setext heading underlines
     (re.compile(r"^[ \t]{0,3}#{1,6}[ \t]+(.*?)[ \t]*#*[ \t]*$", re.M), r"\1"),  # ATX headings
     (re.compile(r"^[ \t]{0,3}>[ \t]?", re.M), ""),  # block quotes
-    (re.compile(r"^[ \t]*(?:[-*+]|\d+[.)])[ \t]+", re.M), ""),  # list markers
+    (re.compile(r"^[ \t]*(?:[-*+]|\d+[.)])[ \t]+(?:\[[ xX]\][ \t]+)?", re.M), ""),  # list items
+    # table delimiter rows (with their line break, so that the rows stay one paragraph)
+    (
+        re.compile(r"^[ \t]*\|?[ \t]*:?-{3,}:?[ \t]*(\|[ \t]*:?-{3,}:?[ \t]*)*\|?[ \t]*\n?", re.M),
+        "",
+    ),
+    (re.compile(r"^[ \t]*\|(.*?)\|?[ \t]*$", re.M), r"\1"),  # table rows: outer pipes
 )
 _MD_INLINE_RULES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"!\[([^\]]*)\]\([^)]*\)"), r"\1"),  # images: alt text
@@ -114,6 +137,7 @@ _MD_INLINE_RULES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"(?<!\w)(\*\*|__)(?=\S)(.+?)(?<=\S)\1(?!\w)"), r"\2"),  # strong
     (re.compile(r"(?<!\w)([*_])(?=\S)(.+?)(?<=\S)\1(?!\w)"), r"\2"),  # emphasis
     (re.compile(r"~~(?=\S)(.+?)(?<=\S)~~"), r"\1"),  # strikethrough
+    (re.compile(r"[ \t]+\|[ \t]+"), " "),  # table cells
 )
 
 
@@ -124,43 +148,78 @@ def markdown_to_text(markdown: str) -> str:
     return markdown
 
 
-# --- splitting -----------------------------------------------------------------------------------
+# --- cleaning ------------------------------------------------------------------------------------
+
+# C0/C1 controls except tab and newlines (form feed is a page break, handled by extraction),
+# zero-width characters and the byte-order mark.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f\u200b-\u200d\u2060\ufeff\ufffe\uffff]")
+_UNICODE_SPACE = re.compile(r"[\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]")
+_UNICODE_BREAK = re.compile(r"[\u2028\u2029\x0c]")
+_EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+_URL = re.compile(r"\b(?:https?|ftp)://[^\s<>\"')\]]+|\bwww\.[^\s<>\"')\]]+", re.I)
+
+
+def clean_text(text: str, *, remove_urls_emails: bool = False) -> str:
+    """``text`` without control characters, with plain whitespace; URLs and e-mails optionally
+    removed (addresses first, so that ``user@host`` never leaves a stray ``user@``)."""
+    text = _CONTROL.sub("", text)
+    text = _UNICODE_SPACE.sub(" ", text)
+    text = _UNICODE_BREAK.sub("\n\n", text)
+    if remove_urls_emails:
+        text = _EMAIL.sub("", text)
+        text = _URL.sub("", text)
+    return _normalise(text)
+
 
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
-_SENTENCE_END = re.compile(r"(?<=[.!?\u3002\uff01\uff1f])\s+")
 
 
 def _normalise(text: str) -> str:
+    """Lines trimmed and their inner whitespace collapsed; paragraphs one blank line apart."""
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     paragraphs = []
     for block in _PARAGRAPH_BREAK.split(text):
-        lines = (re.sub(r"[ \t\f\v\u00a0]+", " ", line).strip() for line in block.split("\n"))
+        lines = (re.sub(r"[^\S\n]+", " ", line).strip() for line in block.split("\n"))
         paragraph = "\n".join(line for line in lines if line)
         if paragraph:
             paragraphs.append(paragraph)
     return "\n\n".join(paragraphs)
 
 
+# --- splitting -----------------------------------------------------------------------------------
+
+_SENTENCE_END = re.compile(r"(?<=[.!?;\u3002\uff01\uff1f\uff1b])\s+")
+# Where a chunk that is too long is cut, best first: paragraphs, lines, sentences, words.
+_FALLBACKS: tuple[str | re.Pattern[str], ...] = ("\n\n", "\n", _SENTENCE_END, " ")
+
+
 def split_text(
-    text: str, max_chars: int = MAX_SEGMENT_CHARS, overlap: int = SEGMENT_OVERLAP
+    text: str,
+    max_chars: int = MAX_SEGMENT_CHARS,
+    overlap: int = SEGMENT_OVERLAP,
+    *,
+    separator: str = DEFAULT_SEPARATOR,
 ) -> list[str]:
     """Split ``text`` into segments of at most ``max_chars`` characters.
 
-    Paragraphs are packed together while they fit; a longer paragraph is cut at sentence ends,
-    then at word boundaries, then (one enormous word) anywhere. Each segment after the first
-    starts with the last ``overlap`` characters (whole words) of the one before, so a sentence cut
-    at a boundary can still be found from either side.
+    The text is cut at every ``separator`` and the chunks are packed together (joined by the
+    separator) while they fit. A chunk too long for a segment is cut at paragraph breaks, then
+    line breaks, then sentence ends, then between words, and only a word longer than a segment
+    is cut inside. Each segment after the first starts with the last ``overlap`` characters
+    (whole words) of the one before, so a passage cut at a boundary is found from either side.
     """
     if max_chars < 2 or not 0 <= overlap < max_chars // 2:
         raise ValueError("need max_chars >= 2 and 0 <= overlap < max_chars / 2")
+    if not separator:
+        raise ValueError("the separator must not be empty")
     budget = max_chars - overlap - 1 if overlap else max_chars  # room left after the overlap
     segments: list[str] = []
     current = ""
-    for separator, piece in _pieces(_normalise(text), budget):
+    for joiner, piece in _pieces(_normalise(text), separator, budget):
         if not current:
             current = piece
-        elif len(current) + len(separator) + len(piece) <= max_chars:
-            current += separator + piece
+        elif len(current) + len(joiner) + len(piece) <= max_chars:
+            current += joiner + piece
         else:
             segments.append(current)
             tail = _tail(current, overlap)
@@ -170,37 +229,34 @@ def split_text(
     return segments
 
 
-def _pieces(text: str, budget: int) -> Iterator[tuple[str, str]]:
-    """(separator, piece) with every piece at most ``budget`` characters."""
-    for paragraph in text.split("\n\n"):
-        separator = "\n\n"
-        for sentence in _SENTENCE_END.split(paragraph):
-            for piece in _wrap(sentence, budget):
-                yield separator, piece
-                separator = " "
+def _pieces(text: str, separator: str, budget: int) -> Iterator[tuple[str, str]]:
+    """(joiner, piece): every piece at most ``budget`` characters, with what joins it to the
+    piece before (the separator between chunks, the cut's own separator inside a chunk)."""
+    for chunk in text.split(separator):
+        yield from _cut(chunk.strip(), _FALLBACKS, budget, separator)
 
 
-def _wrap(sentence: str, budget: int) -> Iterator[str]:
-    if len(sentence) <= budget:
-        yield sentence
+def _cut(
+    text: str, levels: tuple[str | re.Pattern[str], ...], budget: int, joiner: str
+) -> Iterator[tuple[str, str]]:
+    if not text:
         return
-    line = ""
-    for word in sentence.split():
-        while len(word) > budget:  # no boundary to cut at: cut anywhere
-            if line:
-                yield line
-                line = ""
-            yield word[:budget]
-            word = word[budget:]
-        if not line:
-            line = word
-        elif len(line) + 1 + len(word) <= budget:
-            line = f"{line} {word}"
-        else:
-            yield line
-            line = word
-    if line:
-        yield line
+    if len(text) <= budget:
+        yield joiner, text
+        return
+    if not levels:  # one enormous word: cut anywhere, the pieces rejoin without a space
+        for start in range(0, len(text), budget):
+            yield (joiner if start == 0 else ""), text[start : start + budget]
+        return
+    level, rest = levels[0], levels[1:]
+    parts = level.split(text) if isinstance(level, re.Pattern) else text.split(level)
+    inner = " " if isinstance(level, re.Pattern) else level
+    first = True
+    for part in parts:
+        part = part.strip()
+        if part:
+            yield from _cut(part, rest, budget, joiner if first else inner)
+            first = False
 
 
 def _tail(segment: str, overlap: int) -> str:

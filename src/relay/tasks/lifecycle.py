@@ -67,6 +67,29 @@ class Run:
         }
 
 
+def ran_out_of_time(exc: BaseException) -> bool:
+    """Whether ``exc`` is the soft time limit, or an error raised while handling it.
+
+    The limit is an exception raised by a signal wherever the task happens to be; inside a
+    database call, the driver's clean-up may fail in turn (psycopg: "cannot exit pipeline mode
+    while busy") and that error, with the limit as its context, is what propagates.
+    """
+    pending: list[BaseException] = [exc]
+    seen: set[int] = set()
+    while pending:
+        error = pending.pop()
+        if id(error) in seen:
+            continue
+        seen.add(id(error))
+        if isinstance(error, SoftTimeLimitExceeded):
+            return True
+        pending.extend(e for e in (error.__cause__, error.__context__) if e is not None)
+    return False
+
+
+# --- plan limits ---------------------------------------------------------------------------------
+
+
 def relay_headers(headers: dict[str, Any] | None) -> dict[str, Any]:
     """The message headers relay put there (JSON-safe), without Celery's own."""
     return {k: v for k, v in (headers or {}).items() if k not in _CELERY_HEADERS}
@@ -151,7 +174,7 @@ class TaskLifecycle:
     def failed(self, run: Run, error: BaseException, policy: RetryPolicy) -> RetryDecision:
         """Record the failure and return the policy's decision (the caller retries on RETRY)."""
         seconds = self._finish(run)
-        if isinstance(error, SoftTimeLimitExceeded):
+        if ran_out_of_time(error):
             # Out of time: the task had its chance to clean up; running it again would too.
             decision = RetryDecision(Verdict.DEAD, reason="time_limit")
         else:

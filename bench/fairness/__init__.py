@@ -1,0 +1,1 @@
+"""The fairness benchmark's worker app and its committed results (``results.md``, chart)."""

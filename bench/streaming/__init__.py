@@ -1,0 +1,1 @@
+"""Streaming benchmark helpers and results (``python -m bench.bench_streaming``)."""

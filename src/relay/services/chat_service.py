@@ -1,0 +1,184 @@
+"""Chat messages to advanced-chat apps: a workflow run with ``sys.query`` that ends in a message.
+
+Starting one creates (or continues) the end user's conversation and enqueues the run in one
+transaction. The run task records the answer through ``MessageService`` (which emits
+``message_was_created``, so the tenant's provider quota is spent or the message refused) and
+then ends the stream with ``message_end``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select, update
+
+from relay.errors import NotFound
+from relay.models import AppMode, Conversation, ConversationStatus, Message, MessageStatus, new_id
+from relay.runtime import Runtime
+from relay.services.app_service import require_app
+from relay.services.message_service import CONVERSATION_NAME_LENGTH, MessageService, MessageView
+from relay.services.run_streams import end_user_id
+from relay.services.workflow_run_service import StartedRun, WorkflowRunService, WrongAppMode
+from relay.streaming import AppQueueEvent, MessageEndEvent
+from relay.workflow import ChatMessage
+
+HISTORY_MESSAGES = 50
+
+
+class ChatResult(BaseModel):
+    """The answer to a chat message (blocking mode)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    workflow_run_id: str
+    conversation_id: str
+    message_id: str | None
+    answer: str
+    status: str
+    error: str | None = None
+    usage: dict[str, Any] = Field(default_factory=dict)
+
+
+class ChatService:
+    """Sends chat messages to a tenant's advanced-chat apps and records their answers."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def start(
+        self,
+        tenant_id: str,
+        app_id: str,
+        *,
+        user: str,
+        query: str,
+        inputs: Mapping[str, Any],
+        conversation_id: str | None = None,
+    ) -> StartedRun:
+        """Create (or continue) the user's conversation and enqueue the run answering ``query``."""
+        owner = end_user_id(tenant_id, user)
+        with self.runtime.db.transaction() as session:
+            app = require_app(session, tenant_id, app_id)
+            if app.mode != AppMode.ADVANCED_CHAT:
+                raise WrongAppMode(
+                    f"a {app.mode} app does not take chat messages"
+                    + ("; use /v1/workflows/run" if app.mode == AppMode.WORKFLOW else ""),
+                    details={"mode": app.mode},
+                )
+            if conversation_id is None:
+                conversation = Conversation(
+                    id=new_id(),
+                    tenant_id=tenant_id,
+                    app_id=app_id,
+                    from_end_user_id=owner,
+                    name=query.strip()[:CONVERSATION_NAME_LENGTH],
+                    status=ConversationStatus.NORMAL,
+                )
+                session.add(conversation)
+                session.flush()
+            else:
+                found = session.scalar(
+                    select(Conversation).where(
+                        Conversation.tenant_id == tenant_id,
+                        Conversation.app_id == app_id,
+                        Conversation.id == conversation_id,
+                        Conversation.from_end_user_id == owner,
+                    )
+                )
+                if found is None:
+                    raise NotFound("conversation not found")
+                conversation = found
+            return WorkflowRunService(self.runtime).create_run(
+                session,
+                app,
+                user=user,
+                inputs=inputs,
+                query=query,
+                conversation_id=conversation.id,
+            )
+
+    def history(
+        self, tenant_id: str, conversation_id: str, limit: int = HISTORY_MESSAGES
+    ) -> list[ChatMessage]:
+        """The conversation's last answered turns, oldest first, as chat memory."""
+        with self.runtime.db.session() as session:
+            rows = list(
+                session.scalars(
+                    select(Message)
+                    .where(
+                        Message.tenant_id == tenant_id,
+                        Message.conversation_id == conversation_id,
+                        Message.status == MessageStatus.NORMAL,
+                    )
+                    .order_by(Message.created_at.desc(), Message.id.desc())
+                    .limit(limit)
+                )
+            )
+        turns: list[ChatMessage] = []
+        for row in reversed(rows):
+            turns += [ChatMessage("user", row.query), ChatMessage("assistant", row.answer)]
+        return turns
+
+    def record_answer(
+        self,
+        tenant_id: str,
+        app_id: str,
+        *,
+        conversation_id: str,
+        run_id: str,
+        query: str,
+        answer: str,
+        message_tokens: int,
+        answer_tokens: int,
+        provider: str,
+    ) -> MessageView:
+        """Record the answer (``message_was_created``: quota spent, or ``QuotaExceeded``)."""
+        view = MessageService(self.runtime).create(
+            tenant_id,
+            app_id,
+            query=query,
+            answer=answer,
+            message_tokens=message_tokens,
+            answer_tokens=answer_tokens,
+            conversation_id=conversation_id,
+            provider=provider,
+        )
+        with self.runtime.db.transaction() as session:
+            session.execute(
+                update(Message)
+                .where(Message.tenant_id == tenant_id, Message.id == view.id)
+                .values(workflow_run_id=run_id)
+            )
+        return view
+
+    def wait(self, tenant_id: str, started: StartedRun, user: str) -> ChatResult:
+        """Block until the run answering a message ends."""
+        result, final = WorkflowRunService(self.runtime).wait(tenant_id, started.run_id, user)
+        return chat_result(started, result.status, result.error, final)
+
+
+def chat_result(
+    started: StartedRun, status: str, error: str | None, final: AppQueueEvent
+) -> ChatResult:
+    """The blocking answer from the run's last event."""
+    conversation_id = started.conversation_id or ""
+    if isinstance(final, MessageEndEvent):
+        return ChatResult(
+            workflow_run_id=started.run_id,
+            conversation_id=final.conversation_id,
+            message_id=final.message_id,
+            answer=final.answer,
+            status=status,
+            usage=final.usage,
+        )
+    message = getattr(final, "message", None) or getattr(final, "error", None) or error
+    return ChatResult(
+        workflow_run_id=started.run_id,
+        conversation_id=conversation_id,
+        message_id=None,
+        answer="",
+        status=status,
+        error=message,
+    )

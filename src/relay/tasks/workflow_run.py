@@ -1,0 +1,374 @@
+"""``relay.workflow.run``: one attempt of a workflow run, its events published to the run's stream.
+
+The attempt claims the run (a redelivered message or a second worker finds it claimed and does
+nothing), builds the engine from the run record's graph with the limits and LLM provider from
+settings, and publishes every engine event, converted once (``to_queue_event``), to the run's
+channel. A watcher thread beats (so the reaper knows the worker lives) and polls the attempt's
+stop flag; a stop calls ``engine.stop()``, which aborts between nodes and inside streaming
+nodes, and the run ends with its ``stop`` event. Whatever happens, the run's stream gets exactly
+one final event: the engine's end, ``message_end`` for chat apps, or ``error``.
+
+Runs are not retried (``max_attempts=1``): a workflow's side effects (LLM calls, HTTP requests)
+must not happen twice. A lost worker's run is failed by the reaper instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Generator, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from celery import shared_task
+
+from relay.models import WorkflowRun
+from relay.services.chat_service import ChatService
+from relay.services.run_streams import RunJob, RunStreams, end_with_error
+from relay.streaming import (
+    AppQueueManager,
+    Claim,
+    ErrorEvent,
+    MessageEndEvent,
+    RunFinishedError,
+    RunStoppedError,
+    StopEvent,
+    to_queue_event,
+)
+from relay.tasks.base import RelayTask
+from relay.tasks.retry import FatalTaskError
+from relay.tasks.workflow_run_store import QueuedRunStore
+from relay.workflow import (
+    CodeSandboxConfig,
+    EngineConfig,
+    ExecutionLimits,
+    ExecutionLimitsLayer,
+    GraphEngine,
+    GraphEngineLayer,
+    HttpRequestConfig,
+    LLMProviderConfig,
+    LLMSettings,
+    PersistenceLayer,
+    RunInfo,
+    RunRecordInfo,
+    SystemVariables,
+    create_engine,
+    create_services,
+    graph_from_dict,
+)
+from relay.workflow.events import (
+    GRAPH_END_EVENTS,
+    GraphEngineEvent,
+    GraphRunPartialSucceededEvent,
+    GraphRunPausedEvent,
+    GraphRunSucceededEvent,
+    NodeRunSucceededEvent,
+)
+
+if TYPE_CHECKING:
+    from relay.config import WorkflowSettings
+    from relay.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+STOPPED_BY_USER = "stopped by user"
+
+
+# --- settings onto the engine's models ------------------------------------------------------------
+
+
+def llm_settings(settings: WorkflowSettings) -> LLMSettings:
+    """The LLM provider every llm node uses (offline unless configured)."""
+    return LLMSettings(
+        default=LLMProviderConfig(
+            kind=settings.llm_provider,
+            base_url=settings.llm_base_url,
+            api_key=settings.llm_api_key,
+            model=settings.llm_model,
+            token_delay=settings.llm_token_delay,
+            reply=settings.llm_reply,
+            timeout=settings.llm_timeout,
+        )
+    )
+
+
+def execution_limits(settings: WorkflowSettings) -> ExecutionLimits:
+    """Max steps and time per run."""
+    return ExecutionLimits(max_steps=settings.max_steps, max_time=settings.max_time)
+
+
+def slice_layers(runtime: Runtime, job: RunJob) -> list[GraphEngineLayer]:
+    """Time-slicing layers (fair scheduling); none until the scheduler wires them in."""
+    return []
+
+
+# --- the task ---------------------------------------------------------------------------------
+
+
+@shared_task(name="relay.workflow.run", base=RelayTask, bind=True)
+def run_workflow(self: RelayTask, run_id: str, job: dict[str, Any]) -> dict[str, Any]:
+    """Run (or continue) workflow run ``run_id``; returns ``{"run_id", "outcome"}``."""
+    try:
+        parsed = RunJob.model_validate(job)
+    except ValueError as exc:
+        raise FatalTaskError(f"invalid workflow run job: {exc}") from exc
+    self.require_tenant(parsed.tenant_id)
+    outcome = WorkflowRunner(self.runtime, run_id, parsed).execute()
+    return {"run_id": run_id, "outcome": outcome}
+
+
+@dataclass
+class _Usage:
+    provider: str = "offline"
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def add(self, event: GraphEngineEvent) -> None:
+        if isinstance(event, NodeRunSucceededEvent) and event.node_type == "llm":
+            self.provider = str(event.metadata.get("provider") or self.provider)
+            self.prompt_tokens += int(event.metadata.get("prompt_tokens") or 0)
+            self.completion_tokens += int(event.metadata.get("completion_tokens") or 0)
+
+
+class _Watcher:
+    """Beats for the attempt and polls its stop flag, on a thread of its own."""
+
+    def __init__(self, manager: AppQueueManager, beat: float, poll: float) -> None:
+        self.manager = manager
+        self.beat = beat
+        self.poll = poll
+        self.on_stop: Callable[[], None] = lambda: None
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="relay-run-watcher", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        self._done.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        next_beat = time.monotonic() + self.beat
+        stopped = False
+        while not self._done.wait(self.poll):
+            try:
+                if not stopped and self.manager.poll_stop():
+                    stopped = True
+                    self.on_stop()
+                if time.monotonic() >= next_beat:
+                    self.manager.heartbeat()
+                    next_beat = time.monotonic() + self.beat
+            except Exception:  # a Redis blip: try again next tick
+                log.warning("run watcher tick failed", exc_info=True)
+
+
+class WorkflowRunner:
+    """One attempt of one run."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        run_id: str,
+        job: RunJob,
+        extra_layers: Sequence[GraphEngineLayer] = (),
+    ) -> None:
+        self.runtime = runtime
+        self.run_id = run_id
+        self.job = job
+        self.extra_layers = list(extra_layers)
+        self.streams = RunStreams.of(runtime)
+        self.settings = runtime.settings
+        self.store = QueuedRunStore(
+            runtime, self.streams.control, self.settings.streaming.checkpoint_ttl
+        )
+        self.usage = _Usage()
+        self.answer: list[str] = []
+
+    def execute(self) -> str:
+        """Run the attempt; returns ``finished``, ``paused`` or why nothing ran."""
+        manager = self.streams.manager(self.run_id, self.job.user_id, self.job.invoke_from)
+        claim = manager.claim()
+        if not claim.claimed:
+            return self._not_claimed(claim)
+        streaming = self.settings.streaming
+        watcher = _Watcher(manager, streaming.heartbeat_interval, streaming.stop_poll_interval)
+        state = "finished"
+        events: Generator[GraphEngineEvent, None, None] | None = None
+        try:
+            engine = self._engine()
+            if engine is None:
+                manager.publish(
+                    ErrorEvent(code="run_not_found", message="the run record is gone"), final=True
+                )
+                return "missing"
+            watcher.on_stop = lambda: engine.stop(STOPPED_BY_USER)
+            if manager.poll_stop():
+                engine.stop(STOPPED_BY_USER)
+            watcher.start()
+            checkpoint = self.store.load_checkpoint(self.run_id)
+            events = engine.resume(checkpoint) if checkpoint else engine.run()
+            state = self._pump(manager, engine, events)
+            return state
+        except Exception as exc:  # SoftTimeLimitExceeded included: the run ends either way
+            log.exception("workflow run failed", extra={"action": "workflow_run.crashed"})
+            end_with_error(self.runtime, self.run_id, "run_failed", f"{type(exc).__name__}: {exc}")
+            raise
+        finally:
+            if events is not None:
+                events.close()  # stops whatever still runs on the attempt's behalf
+            watcher.close()
+            manager.release("paused" if state == "paused" else "finished")
+
+    def _not_claimed(self, claim: Claim) -> str:
+        if claim.state == "finished":
+            return "already_finished"
+        # Running elsewhere: a duplicate delivery while that attempt lives, or the remains of an
+        # attempt whose worker died (it beats no more; the reaper or this delivery ends it).
+        stale = self.run_id in self.streams.control.stale(
+            self.settings.streaming.worker_lost_after, 10_000
+        )
+        if stale:
+            end_with_error(self.runtime, self.run_id, "worker_lost", "the run's worker was lost")
+            return "worker_lost"
+        return "running_elsewhere"
+
+    def _engine(self) -> GraphEngine | None:
+        with self.runtime.db.session() as session:
+            row = session.get(WorkflowRun, self.run_id)
+            if row is None or row.tenant_id != self.job.tenant_id:
+                return None
+            graph, inputs, version = row.graph, dict(row.inputs), row.version
+            role, created_by = row.created_by_role, row.created_by
+        job, ws = self.job, self.settings.workflow
+        history = (
+            ChatService(self.runtime).history(job.tenant_id, job.conversation_id)
+            if job.conversation_id
+            else []
+        )
+        info = RunRecordInfo(
+            tenant_id=job.tenant_id,
+            app_id=job.app_id,
+            version=version,
+            graph=graph,
+            inputs=inputs,
+            created_by_role=role,
+            created_by=created_by,
+        )
+        layers: list[GraphEngineLayer] = [
+            ExecutionLimitsLayer(execution_limits(ws)),
+            PersistenceLayer(self.store, info),
+            *slice_layers(self.runtime, job),
+            *self.extra_layers,
+        ]
+        services = create_services(
+            llm=llm_settings(ws),
+            http=HttpRequestConfig(allow_private_addresses=ws.http_allow_private_addresses),
+            code=CodeSandboxConfig(time_limit=ws.code_time_limit),
+        )
+        return create_engine(
+            graph_from_dict(graph),
+            inputs=inputs,
+            system=SystemVariables(
+                query=job.query,
+                conversation_id=job.conversation_id,
+                dialogue_count=len(history) // 2 + 1 if job.conversation_id else None,
+            ),
+            services=services,
+            run_info=RunInfo(
+                tenant_id=job.tenant_id,
+                app_id=job.app_id,
+                run_id=self.run_id,
+                user_id=job.user_id,
+                chat_history=tuple(history),
+            ),
+            config=EngineConfig(max_workers=ws.max_workers),
+            layers=layers,
+        )
+
+    def _pump(
+        self, manager: AppQueueManager, engine: GraphEngine, events: Iterator[GraphEngineEvent]
+    ) -> str:
+        for event in events:
+            self.usage.add(event)
+            if isinstance(event, GraphRunPausedEvent):
+                return self._paused(manager)
+            queued = to_queue_event(event)
+            if queued is None:
+                continue
+            if isinstance(event, GRAPH_END_EVENTS):
+                self._finish(manager, event)
+                return "finished"
+            if queued.event.value == "text_chunk":
+                self.answer.append(getattr(queued, "text", ""))
+            try:
+                manager.publish(queued)
+            except RunStoppedError:
+                continue  # stopping: the engine winds down; only its end goes out
+            except RunFinishedError:
+                engine.stop("the run was ended elsewhere")
+                return "finished"
+        return "finished"
+
+    def _paused(self, manager: AppQueueManager) -> str:
+        if not manager.poll_stop():
+            return "paused"
+        # The stop arrived while this slice was pausing: it applies to this attempt.
+        record = self.store.get_run(self.run_id)
+        if record is not None:
+            self.store.mark_stopped(record, STOPPED_BY_USER)
+        self.store.save_checkpoint(self.run_id, None)
+        manager.publish(StopEvent(reason=STOPPED_BY_USER), final=True)
+        return "finished"
+
+    def _finish(self, manager: AppQueueManager, event: GraphEngineEvent) -> None:
+        queued = to_queue_event(event)
+        assert queued is not None
+        chat = self.job.mode == "advanced-chat" and self.job.conversation_id and self.job.query
+        succeeded = isinstance(event, GraphRunSucceededEvent | GraphRunPartialSucceededEvent)
+        if not (chat and succeeded):
+            manager.publish(queued, final=True)
+            return
+        with contextlib.suppress(RunStoppedError):  # a stop this late changes nothing
+            manager.publish(queued)
+        self._answered(manager, event)
+
+    def _answered(self, manager: AppQueueManager, event: GraphEngineEvent) -> None:
+        from relay.errors import QuotaExceeded
+
+        job = self.job
+        assert job.conversation_id is not None
+        assert job.query is not None
+        outputs = getattr(event, "outputs", {}) or {}
+        answer = str(outputs.get("answer", "".join(self.answer)))
+        try:
+            message = ChatService(self.runtime).record_answer(
+                job.tenant_id,
+                job.app_id,
+                conversation_id=job.conversation_id,
+                run_id=self.run_id,
+                query=job.query,
+                answer=answer,
+                message_tokens=self.usage.prompt_tokens,
+                answer_tokens=self.usage.completion_tokens,
+                provider=self.usage.provider,
+            )
+        except QuotaExceeded as exc:
+            manager.publish(ErrorEvent(code=exc.code, message=exc.message), final=True)
+            return
+        usage = {
+            "prompt_tokens": self.usage.prompt_tokens,
+            "completion_tokens": self.usage.completion_tokens,
+            "total_tokens": self.usage.prompt_tokens + self.usage.completion_tokens,
+            "provider": self.usage.provider,
+        }
+        end = MessageEndEvent(
+            message_id=message.id,
+            conversation_id=message.conversation_id,
+            answer=answer,
+            usage=usage,
+        )
+        manager.publish(end, final=True)
