@@ -1,8 +1,8 @@
 """Run every benchmark and print one table: relay, the baseline from the same run, the ratio.
 
 ``BENCH_ROUNDS`` (default 3) sets how many times each measurement is repeated (median kept).
-``BENCH_ONLY`` (comma-separated) runs the benchmarks whose module name contains one of its parts. Results also go to
-``bench/results/latest.md``.
+``BENCH_ONLY`` (comma-separated) runs the benchmarks whose module name contains one of its
+parts. Results also go to ``bench/results/latest.md``.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ from __future__ import annotations
 from flask import Flask
 
 from relay.config import Settings, load_settings
+from relay.errors import ConfigError
 from relay.events.bus import EventBus
 from relay.events.handlers import register_handlers
 from relay.events.outbox import Outbox
@@ -21,6 +22,8 @@ from relay.extensions.ext_metrics import init_metrics
 from relay.extensions.ext_redis import init_redis
 from relay.monitoring.task_metrics import TaskStats, TaskStatsCollector
 from relay.runtime import Runtime
+from relay.scheduling.hooks import fair_publisher, register_scheduling_metrics
+from relay.tasks import catalog
 from relay.tasks.lifecycle import TaskLifecycle
 
 
@@ -66,6 +69,16 @@ def create_runtime(settings: Settings) -> Runtime:
         embedded_redis=embedded,
     )
     celery.relay_runtime = runtime
+    problems = settings.scheduling.problems(
+        catalog.longest_time_limit(), settings.celery.visibility_timeout
+    )
+    if problems:
+        raise ConfigError("invalid configuration: " + "; ".join(problems))
+    # Producers keep using the outbox; messages for fairly scheduled queues go through the
+    # tenant-fair dispatcher when they are published.
+    outbox.fair_submit = fair_publisher(runtime)
+    outbox.fair_queues = catalog.FAIR_QUEUES
+    register_scheduling_metrics(runtime)
     return runtime
 
 

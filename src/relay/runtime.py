@@ -38,5 +38,8 @@ class Runtime:
         self.bus.flush()
         self.outbox.flush()
         self.lifecycle.flush()
+        scheduler = getattr(self, "scheduler", None)
+        if scheduler is not None:
+            scheduler.close()
         self.db.close()
         self.redis.close()

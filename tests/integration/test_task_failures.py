@@ -84,7 +84,10 @@ def test_poison_task_is_retried_by_policy_then_dead_lettered(
         assert "provider unavailable" in letter.error
         assert letter.traceback
         assert "RetryableTaskError" in letter.traceback
-        record = wait_until(lambda: _record(runtime, result.id), what="the task record")
+        record = wait_until(
+            lambda: (r := _record(runtime, result.id)) and r.status == TaskStatus.DEAD and r,
+            what="the DEAD record",
+        )
         assert record.status == TaskStatus.DEAD
         assert record.attempts == 4
 
@@ -116,7 +119,10 @@ def test_fatal_error_is_dead_lettered_without_retry(
     [letter] = dead.list_letters()
     assert letter.reason == "fatal"
     assert letter.attempts == 1
-    record = wait_until(lambda: _record(runtime, result.id), what="the task record")
+    record = wait_until(
+        lambda: (r := _record(runtime, result.id)) and r.status == TaskStatus.DEAD and r,
+        what="the DEAD record",
+    )
     assert record.status == TaskStatus.DEAD
 
 

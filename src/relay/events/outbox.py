@@ -14,7 +14,7 @@ be published twice; the task side applies an idempotency key at most once
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -50,6 +50,9 @@ class Outbox:
     def __init__(self, db: Database, celery: Any) -> None:
         self.db = db
         self.celery = celery
+        # Set by the app factory: publishes a row through the tenant-fair dispatcher instead.
+        self.fair_submit: Callable[[OutboxMessage], None] | None = None
+        self.fair_queues: frozenset[str] = frozenset()
         self._sent_marks: Batcher[str, dict[str, Any]] = Batcher(
             "outbox-sent", self._mark, interval=0.2
         )
@@ -162,14 +165,18 @@ class Outbox:
         result = SendResult()
         for index, row in enumerate(rows):
             try:
-                self.celery.send_task(
-                    row.task_name,
-                    args=list(row.args),
-                    kwargs=dict(row.kwargs),
-                    task_id=row.id,
-                    queue=row.queue,
-                    headers=dict(row.headers),
-                )
+                if self.fair_submit is not None and row.tenant_id and row.queue in self.fair_queues:
+                    # Tenant work on a fairly scheduled queue waits its turn in the dispatcher.
+                    self.fair_submit(row)
+                else:
+                    self.celery.send_task(
+                        row.task_name,
+                        args=list(row.args),
+                        kwargs=dict(row.kwargs),
+                        task_id=row.id,
+                        queue=row.queue,
+                        headers=dict(row.headers),
+                    )
             except Exception as exc:
                 log.exception(
                     "outbox publish failed",

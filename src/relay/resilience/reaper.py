@@ -33,7 +33,7 @@ from relay.models import (
 )
 from relay.monitoring.presence import WorkerPresence
 from relay.services.document_status import transition
-from relay.tasks.catalog import spec_or_default, task_spec
+from relay.tasks.catalog import FAIR_QUEUES, spec_or_default, task_spec
 
 if TYPE_CHECKING:
     from relay.runtime import Runtime
@@ -147,6 +147,8 @@ class Reaper:
                 select(TaskRecord)
                 .where(TaskRecord.status == TaskStatus.PENDING)
                 .where(TaskRecord.updated_at < cutoff)
+                # The fair dispatcher holds those back on purpose; its own tick recovers them.
+                .where(TaskRecord.queue.not_in(FAIR_QUEUES))
                 .order_by(TaskRecord.updated_at)
                 .limit(self.batch)
             )

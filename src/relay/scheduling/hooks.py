@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from celery.exceptions import Ignore, Reject, Retry
 
+from relay.config import Plan
 from relay.scheduling import metrics
 from relay.scheduling.dispatcher import FairDispatcher, RunSlot, TickReport, ticket_of
 from relay.scheduling.settings import SchedulingSettings
@@ -130,3 +131,30 @@ def _seconds(when: Any) -> float:
         moment = when if when.tzinfo else when.replace(tzinfo=UTC)
         return max((moment - datetime.now(UTC)).total_seconds(), 0.0)
     return 0.0
+
+
+def fair_publisher(runtime: Runtime) -> Callable[[Any], None]:
+    """Publish an outbox row through the dispatcher, as its tenant's plan (``Outbox.fair_submit``).
+
+    The plan comes from the tenant-plan cache; without it, from the plan the row's queue serves.
+    """
+    from relay.events.handlers.tenant_plan import plan_key
+    from relay.tasks.catalog import WORKFLOW_QUEUE_BY_PLAN
+
+    by_queue = {queue: plan for plan, queue in reversed(list(WORKFLOW_QUEUE_BY_PLAN.items()))}
+
+    def submit(row: Any) -> None:
+        cached = runtime.redis.get(plan_key(row.tenant_id))
+        plan = Plan(str(cached)) if cached else by_queue.get(row.queue, Plan.SANDBOX)
+        scheduler_of(runtime).submit(
+            row.tenant_id,
+            plan,
+            row.task_name,
+            list(row.args),
+            dict(row.kwargs),
+            queue=row.queue,
+            headers=dict(row.headers),
+            task_id=row.id,
+        )
+
+    return submit

@@ -17,11 +17,12 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from celery import Task
-from celery.exceptions import Retry
+from celery.exceptions import Ignore, Retry
 from sqlalchemy.exc import IntegrityError
 
 from relay.errors import TaskError
 from relay.models import ProcessedKey
+from relay.scheduling.hooks import run_fairly, scheduler_of
 from relay.tasks.catalog import TaskSpec, spec_or_default
 from relay.tasks.lifecycle import Run, relay_headers
 from relay.tasks.retry import RetryPolicy, Verdict
@@ -79,11 +80,19 @@ class RelayTask(Task):  # type: ignore[misc]
             idempotency_key=self.idempotency_key,
         )
         lifecycle.started(run)
+        call = super().__call__
         try:
             with flask_app.app_context():
-                result = super().__call__(*args, **kwargs)
-        except Retry:
-            raise  # the task asked for its own retry (self.retry()); Celery handles it
+                # Messages the fair scheduler released run under its lease (and free their
+                # slot when they end); every other message runs as it is.
+                result = run_fairly(
+                    scheduler_of(self.runtime), request, lambda: call(*args, **kwargs)
+                )
+        except (Retry, Ignore):
+            # The task asked for its own retry, or the scheduler dropped a superseded copy:
+            # Celery handles both; this attempt just stops counting as running.
+            lifecycle.abandoned(run)
+            raise
         except Exception as exc:
             decision = lifecycle.failed(run, exc, self.retry_policy or self.spec.retry)
             if decision.verdict is Verdict.RETRY:

@@ -71,6 +71,7 @@ TASKS: tuple[TaskSpec, ...] = (
     # Records its effect once per idempotency key: proves exactly-once effects end to end.
     TaskSpec("relay.canary", "monitor", soft_time_limit=10, time_limit=15),
     TaskSpec("relay.maintenance.reap", "schedule", soft_time_limit=120, time_limit=150),
+    TaskSpec("relay.scheduling.tick", "schedule", soft_time_limit=20, time_limit=30),
     TaskSpec("relay.maintenance.purge", "schedule", soft_time_limit=300, time_limit=360),
     # Retention clean-ups stop themselves at 80% of the soft limit; the next beat continues.
     TaskSpec(
@@ -171,6 +172,7 @@ BEAT: tuple[BeatSpec, ...] = (
     BeatSpec("relay-outbox", "relay.outbox.relay_pending", timedelta(seconds=5)),
     # Finds work stranded by dead workers (stale heartbeats, lost messages, stuck documents).
     BeatSpec("reaper", "relay.maintenance.reap", timedelta(seconds=30)),
+    BeatSpec("scheduling-tick", "relay.scheduling.tick", timedelta(seconds=5)),
     BeatSpec("purge", "relay.maintenance.purge", timedelta(hours=1)),
     BeatSpec("clean-unused-datasets", "relay.retention.clean_unused_datasets", timedelta(days=1)),
     BeatSpec("clean-messages", "relay.retention.clean_messages", timedelta(hours=1)),
@@ -180,6 +182,7 @@ BEAT: tuple[BeatSpec, ...] = (
 TASK_MODULES: tuple[str, ...] = (
     "relay.tasks.ping",
     "relay.tasks.maintenance",
+    "relay.tasks.scheduling",
     "relay.tasks.monitor",
     "relay.tasks.outbox_relay",
     "relay.tasks.dataset_cleanup",
@@ -199,6 +202,12 @@ WORKFLOW_QUEUE_BY_PLAN: dict[Plan, str] = {
     Plan.TEAM: "workflow_team",
     Plan.ENTERPRISE: "workflow_team",
 }
+
+
+# Queues whose tenant work is released by the tenant-fair dispatcher (relay.scheduling) rather
+# than published straight to Celery: a long workflow backlog of one tenant must not hold up
+# the others.
+FAIR_QUEUES: frozenset[str] = frozenset(WORKFLOW_QUEUE_BY_PLAN.values())
 
 
 def queue_names() -> list[str]:

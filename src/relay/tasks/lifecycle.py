@@ -213,6 +213,10 @@ class TaskLifecycle:
         )
         return decision
 
+    def abandoned(self, run: Run) -> None:
+        """The attempt ended without an outcome of its own (a self-retry, a dropped copy)."""
+        self._finish(run)
+
     def flush(self) -> None:
         self.records.flush()
         self.stats.flush()
