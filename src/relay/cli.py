@@ -206,6 +206,23 @@ def tenants_create(name: str, plan: str, key_name: str, as_json: bool) -> None:
     click.echo("store the API key now: it cannot be shown again", err=True)
 
 
+@tenants.command("stats")
+@click.option("--queue", default=None, help="Only this queue (default: every fair queue)")
+def tenants_stats(queue: str | None) -> None:
+    """Each active tenant in the fair scheduler: waiting, running, virtual runtime."""
+    from relay.scheduling.hooks import tenant_snapshot
+
+    rows = tenant_snapshot(_runtime(), queue)
+    click.echo(f"{'queue':24} {'tenant':38} {'weight':>6} {'waiting':>8} {'running':>8} vruntime")
+    for row in rows:
+        click.echo(
+            f"{row.queue:24} {row.tenant:38} {row.weight:>6} {row.waiting:>8} {row.running:>8} "
+            f"{row.vruntime:.3f}"
+        )
+    if not rows:
+        click.echo("no tenant has work in the fair scheduler")
+
+
 @tenants.command("list")
 @click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 100))
 @click.option("--offset", default=0, show_default=True, type=click.IntRange(0))

@@ -28,6 +28,9 @@ def register_error_handlers(app: Flask) -> None:
         response = jsonify(error_body(exc.code, exc.message, exc.details))
         if exc.status == 401:
             response.headers["WWW-Authenticate"] = 'Bearer realm="relay"'
+        retry_after = exc.details.get("retry_after") if isinstance(exc.details, dict) else None
+        if exc.status == 429 and retry_after is not None:
+            response.headers["Retry-After"] = str(retry_after)
         return response, exc.status
 
     @app.errorhandler(ValidationError)

@@ -32,6 +32,7 @@ from relay.models import (
     new_id,
 )
 from relay.runtime import Runtime
+from relay.scheduling.admission import RedisAdmission
 from relay.services.app_service import require_app
 from relay.services.run_streams import RUN_TASK, RunJob, RunStreams, end_user_id
 from relay.streaming import (
@@ -260,6 +261,11 @@ class WorkflowRunService:
         tenant = session.get(Tenant, app.tenant_id)
         if tenant is None:
             raise NotFound("tenant not found")
+        # Admission: the plan's submission rate and daily run quota (429 with Retry-After);
+        # refused, nothing is created or enqueued.
+        RedisAdmission(self.runtime.redis, self.runtime.settings.scheduling).check_workflow_run(
+            app.tenant_id, tenant.plan
+        ).enforce()
         owner = end_user_id(app.tenant_id, user)
         run_id = new_id()
         session.add(

@@ -24,7 +24,16 @@ from typing import TYPE_CHECKING, Any
 
 from celery import shared_task
 
-from relay.models import WorkflowRun
+from relay.config import Plan
+from relay.events.handlers.tenant_plan import plan_key
+from relay.models import Tenant, WorkflowRun
+from relay.scheduling.dispatcher import ticket_of
+from relay.scheduling.hooks import scheduler_of
+from relay.scheduling.timeslice import (
+    TenantSliceController,
+    TimeSlicePolicy,
+    requeue_continuation,
+)
 from relay.services.chat_service import ChatService
 from relay.services.run_streams import RunJob, RunStreams, end_with_error
 from relay.streaming import (
@@ -38,6 +47,7 @@ from relay.streaming import (
     to_queue_event,
 )
 from relay.tasks.base import RelayTask
+from relay.tasks.catalog import WORKFLOW_QUEUE_BY_PLAN
 from relay.tasks.retry import FatalTaskError
 from relay.tasks.workflow_run_store import QueuedRunStore
 from relay.workflow import (
@@ -54,6 +64,7 @@ from relay.workflow import (
     RunInfo,
     RunRecordInfo,
     SystemVariables,
+    TimeSliceLayer,
     create_engine,
     create_services,
     graph_from_dict,
@@ -100,8 +111,46 @@ def execution_limits(settings: WorkflowSettings) -> ExecutionLimits:
 
 
 def slice_layers(runtime: Runtime, job: RunJob) -> list[GraphEngineLayer]:
-    """Time-slicing layers (fair scheduling); none until the scheduler wires them in."""
-    return []
+    """The time slice: past its plan's slice, with another tenant waiting on the same workflow
+    queue, the run pauses at the next node boundary (checkpointed) and is resubmitted."""
+    plan = _tenant_plan(runtime, job.tenant_id)
+    policy = TimeSlicePolicy(scheduler_of(runtime).queue, runtime.settings.scheduling)
+    controller = TenantSliceController(
+        policy, job.tenant_id, plan, queue=WORKFLOW_QUEUE_BY_PLAN[plan]
+    )
+    return [TimeSliceLayer(controller)]
+
+
+def _tenant_plan(runtime: Runtime, tenant_id: str) -> Plan:
+    cached = runtime.redis.get(plan_key(tenant_id))
+    if cached:
+        return Plan(str(cached))
+    with runtime.db.session() as session:
+        tenant = session.get(Tenant, tenant_id)
+        return Plan(tenant.plan) if tenant is not None else Plan.SANDBOX
+
+
+def _continue_later(task: RelayTask, run_id: str, job: RunJob) -> None:
+    """Resubmit a paused run through the fair scheduler; it resumes from its checkpoint."""
+    runtime = task.runtime
+    dispatcher = scheduler_of(runtime)
+    plan = _tenant_plan(runtime, job.tenant_id)
+    args = [run_id, job.model_dump(mode="json")]
+    continuation = f"{task.request.id}:next"  # deterministic: a redelivery submits nothing new
+    ticket = ticket_of(task.request)
+    if ticket is not None:
+        requeue_continuation(
+            dispatcher, ticket, plan, task.name, args, continuation_id=continuation
+        )
+    else:
+        dispatcher.submit(
+            job.tenant_id,
+            plan,
+            task.name,
+            args,
+            queue=WORKFLOW_QUEUE_BY_PLAN[plan],
+            task_id=continuation,
+        )
 
 
 # --- the task ---------------------------------------------------------------------------------
@@ -116,6 +165,8 @@ def run_workflow(self: RelayTask, run_id: str, job: dict[str, Any]) -> dict[str,
         raise FatalTaskError(f"invalid workflow run job: {exc}") from exc
     self.require_tenant(parsed.tenant_id)
     outcome = WorkflowRunner(self.runtime, run_id, parsed).execute()
+    if outcome == "paused":
+        _continue_later(self, run_id, parsed)
     return {"run_id": run_id, "outcome": outcome}
 
 
