@@ -23,7 +23,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from blinker import NamedSignal
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, SummaryMetricFamily
+from prometheus_client.registry import Collector
 
 from relay.errors import EventError
 from relay.events.signals import ALL_SIGNALS, PAYLOAD_TYPES
@@ -94,18 +96,8 @@ class EventBus:
         self._pending: dict[tuple[int, str], list[float]] = defaultdict(lambda: [0, 0, 0.0])
         self._last_flush = time.monotonic()
         self.registry = registry or CollectorRegistry()
-        self._calls = Counter(
-            "relay_event_receiver_calls",
-            "Receiver invocations by signal, receiver and outcome",
-            ["signal", "receiver", "outcome"],
-            registry=self.registry,
-        )
-        self._seconds = Histogram(
-            "relay_event_receiver_seconds",
-            "Receiver duration by signal",
-            ["signal"],
-            registry=self.registry,
-        )
+        # Exported at scrape time from ``stats``: no metric update on the hot path.
+        self.registry.register(_BusCollector(self))
 
     # --- registration ---------------------------------------------------------------------------
 
@@ -206,8 +198,6 @@ class EventBus:
             pending = self._pending[(minute, name)]
             pending[1 if failed else 0] += 1
             pending[2] += seconds * 1000
-        self._calls.labels(name, receiver, "failure" if failed else "success").inc()
-        self._seconds.labels(name).observe(seconds)
 
     # --- per-minute counters --------------------------------------------------------------------
 
@@ -264,3 +254,35 @@ class EventBus:
                 "avg_ms": total_ms / total if total else 0.0,
             }
         return result
+
+
+class _BusCollector(Collector):
+    """Per-signal and per-receiver counts and durations of one bus, read at scrape time."""
+
+    def __init__(self, bus: EventBus) -> None:
+        self.bus = bus
+
+    def collect(self) -> Any:
+        calls = CounterMetricFamily(
+            "relay_event_receiver_calls",
+            "Receiver invocations by signal, receiver and outcome",
+            labels=["signal", "receiver", "outcome"],
+        )
+        seconds = SummaryMetricFamily(
+            "relay_event_receiver_seconds", "Receiver run time by signal", labels=["signal"]
+        )
+        with self.bus._lock:
+            stats = [
+                (key, _Stats(s.calls, s.failures, s.seconds)) for key, s in self.bus.stats.items()
+            ]
+        per_signal: dict[str, list[float]] = {}
+        for (signal, receiver), stat in sorted(stats):
+            calls.add_metric([signal, receiver, "success"], stat.calls - stat.failures)
+            calls.add_metric([signal, receiver, "failure"], stat.failures)
+            total = per_signal.setdefault(signal, [0, 0.0])
+            total[0] += stat.calls
+            total[1] += stat.seconds
+        for signal, (count, total_seconds) in sorted(per_signal.items()):
+            seconds.add_metric([signal], count_value=int(count), sum_value=total_seconds)
+        yield calls
+        yield seconds
