@@ -136,16 +136,25 @@ def _seconds(when: Any) -> float:
 def fair_publisher(runtime: Runtime) -> Callable[[Any], None]:
     """Publish an outbox row through the dispatcher, as its tenant's plan (``Outbox.fair_submit``).
 
-    The plan comes from the tenant-plan cache; without it, from the plan the row's queue serves.
+    The plan comes from the tenant-plan cache, else from the tenant's row.
     """
     from relay.events.handlers.tenant_plan import plan_key
     from relay.tasks.catalog import WORKFLOW_QUEUE_BY_PLAN
 
     by_queue = {queue: plan for plan, queue in reversed(list(WORKFLOW_QUEUE_BY_PLAN.items()))}
 
+    def plan_of(tenant_id: str, queue: str) -> Plan:
+        cached = runtime.redis.get(plan_key(tenant_id))
+        if cached:
+            return Plan(str(cached))
+        from relay.models import Tenant
+
+        with runtime.db.session() as session:
+            tenant = session.get(Tenant, tenant_id)
+        return Plan(tenant.plan) if tenant is not None else by_queue.get(queue, Plan.SANDBOX)
+
     def submit(row: Any) -> None:
-        cached = runtime.redis.get(plan_key(row.tenant_id))
-        plan = Plan(str(cached)) if cached else by_queue.get(row.queue, Plan.SANDBOX)
+        plan = plan_of(row.tenant_id, row.queue)
         scheduler_of(runtime).submit(
             row.tenant_id,
             plan,

@@ -205,9 +205,11 @@ WORKFLOW_QUEUE_BY_PLAN: dict[Plan, str] = {
 
 
 # Queues whose tenant work is released by the tenant-fair dispatcher (relay.scheduling) rather
-# than published straight to Celery: a long workflow backlog of one tenant must not hold up
-# the others.
-FAIR_QUEUES: frozenset[str] = frozenset(WORKFLOW_QUEUE_BY_PLAN.values())
+# than published straight to Celery: one tenant's 5,000 uploads or long workflow backlog must
+# not hold up the others.
+FAIR_QUEUES: frozenset[str] = frozenset(
+    {*WORKFLOW_QUEUE_BY_PLAN.values(), "dataset", "priority_dataset"}
+)
 
 
 def queue_names() -> list[str]:
