@@ -36,6 +36,7 @@ from relay.scheduling.timeslice import (
 )
 from relay.services.chat_service import ChatService
 from relay.services.run_streams import RunJob, RunStreams, end_with_error
+from relay.services.segment_service import SqlKnowledgeIndex
 from relay.streaming import (
     AppQueueManager,
     Claim,
@@ -317,6 +318,8 @@ class WorkflowRunner:
         ]
         services = create_services(
             llm=llm_settings(ws),
+            # Knowledge-retrieval nodes search the keyword index built by document indexing.
+            knowledge=SqlKnowledgeIndex(self.runtime.db),
             http=HttpRequestConfig(allow_private_addresses=ws.http_allow_private_addresses),
             code=CodeSandboxConfig(time_limit=ws.code_time_limit),
         )
