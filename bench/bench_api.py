@@ -24,7 +24,7 @@ UPLOADS = int(os.environ.get("BENCH_UPLOADS", "300"))
 
 def run(rounds: int) -> list[Row]:
     with bench_runtime() as (app, runtime):
-        tenant = TenantService(runtime).create("bench", "professional")
+        tenant = TenantService(runtime).create("bench", "enterprise")
         key = AuthService(runtime).issue_key(tenant.id, "bench").key
         dataset = DatasetService(runtime).create(tenant.id, name="bench")
         client = app.test_client()
