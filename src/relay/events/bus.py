@@ -91,6 +91,8 @@ class EventBus:
         self.outbox = outbox
         # signal name -> {receiver: critical}, in connection order (dicts keep insertion order).
         self._receivers: dict[str, dict[Receiver, bool]] = {}
+        # Metric label of each connected receiver, computed once (not on every emit).
+        self._names: dict[Receiver, str] = {}
         self._lock = threading.Lock()
         self.stats: dict[tuple[str, str], _Stats] = defaultdict(_Stats)
         self._pending: dict[tuple[int, str], list[float]] = defaultdict(lambda: [0, 0, 0.0])
@@ -116,6 +118,7 @@ class EventBus:
             signal.connect(receiver, sender=self, weak=False)
         with self._lock:
             self._receivers.setdefault(signal.name, {})[receiver] = critical
+            self._names[receiver] = _receiver_name(receiver)
 
     def disconnect(self, signal: NamedSignal, receiver: Receiver) -> None:
         """Disconnect ``receiver`` from ``signal`` on this bus (no error when not connected)."""
@@ -153,16 +156,25 @@ class EventBus:
         if signal.is_muted:
             return
         context = EventContext(session, self.outbox, self.redis, self.settings)
+        outcomes: list[tuple[str, float, bool]] = []
         try:
             for receiver, critical in self.receivers(signal):
-                self._call(signal.name, receiver, critical, payload, context)
+                self._call(signal.name, receiver, critical, payload, context, outcomes)
         finally:
+            # One clock read and one lock for the whole emit, not one per receiver.
+            self._record(signal.name, outcomes)
             self._maybe_flush()
 
     def _call(
-        self, name: str, receiver: Receiver, critical: bool, payload: Any, context: EventContext
+        self,
+        name: str,
+        receiver: Receiver,
+        critical: bool,
+        payload: Any,
+        context: EventContext,
+        outcomes: list[tuple[str, float, bool]],
     ) -> None:
-        receiver_name = _receiver_name(receiver)
+        receiver_name = self._names.get(receiver) or _receiver_name(receiver)
         started = time.perf_counter()
         failed = False
         try:
@@ -186,18 +198,21 @@ class EventBus:
             if critical:
                 raise
         finally:
-            self._record(name, receiver_name, time.perf_counter() - started, failed)
+            outcomes.append((receiver_name, time.perf_counter() - started, failed))
 
-    def _record(self, name: str, receiver: str, seconds: float, failed: bool) -> None:
+    def _record(self, name: str, outcomes: list[tuple[str, float, bool]]) -> None:
+        if not outcomes:
+            return
         minute = int(time.time() // 60)
         with self._lock:
-            stats = self.stats[(name, receiver)]
-            stats.calls += 1
-            stats.failures += failed
-            stats.seconds += seconds
             pending = self._pending[(minute, name)]
-            pending[1 if failed else 0] += 1
-            pending[2] += seconds * 1000
+            for receiver, seconds, failed in outcomes:
+                stats = self.stats[(name, receiver)]
+                stats.calls += 1
+                stats.failures += failed
+                stats.seconds += seconds
+                pending[1 if failed else 0] += 1
+                pending[2] += seconds * 1000
 
     # --- per-minute counters --------------------------------------------------------------------
 
