@@ -20,11 +20,12 @@ from flask import Flask
 from sqlalchemy import create_engine, text
 
 from relay.app_factory import create_app
-from relay.config import Settings, load_settings
+from relay.config import Plan, Settings, load_settings
 from relay.extensions.embedded import EmbeddedRedis
 from relay.runtime import Runtime
 from relay.tasks.worker import install_worker_hooks
 
+PLANS = [plan.value for plan in Plan]
 EXTERNAL_DB = os.environ.get("RELAY_DATABASE_URL")
 EXTERNAL_REDIS = os.environ.get("RELAY_REDIS_URL")
 
@@ -77,7 +78,13 @@ def settings(tmp_path: Path, redis_url: str, migrated_external_db: str | None) -
     client = redis.Redis.from_url(redis_url)
     client.flushdb()
     client.close()
-    overrides: dict[str, Any] = {"var_dir": tmp_path / "var", "redis": {"url": redis_url}}
+    overrides: dict[str, Any] = {
+        "var_dir": tmp_path / "var",
+        "redis": {"url": redis_url},
+        # Tests upload and run far faster than any plan's admission rate allows; admission has
+        # its own tests with tight limits.
+        "scheduling": {"rate_burst": dict.fromkeys(PLANS, 100_000)},
+    }
     if migrated_external_db:
         _clean_external_db(migrated_external_db)
     else:

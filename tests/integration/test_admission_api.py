@@ -66,3 +66,37 @@ def test_runs_over_the_rate_get_429_with_retry_after(settings: Settings) -> None
         )
     assert queued == 2, "and enqueues nothing"
     runtime.close()
+
+
+def test_uploads_over_the_rate_get_429_and_create_nothing(settings: Settings) -> None:
+    tight = settings.model_copy(
+        update={
+            "scheduling": settings.scheduling.model_copy(
+                update={
+                    "rate_burst": {"professional": 3},
+                    "rate_per_second": {"professional": 0.01},
+                }
+            )
+        }
+    )
+    app = create_app(tight)
+    runtime = app.extensions["relay"]
+    if not migrated_external_db_in_use(tight):
+        Base.metadata.create_all(runtime.db.engine)
+    tenant = TenantService(runtime).create("uploader", "professional")
+    key = AuthService(runtime).issue_key(tenant.id, "k").key
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {key}"}
+    dataset = client.post("/v1/datasets", json={"name": "kb"}, headers=headers).get_json()
+    url = f"/v1/datasets/{dataset['id']}/documents"
+    for n in range(3):
+        created = client.post(url, json={"name": f"d{n}", "content": "text"}, headers=headers)
+        assert created.status_code == 201, created.get_json()
+
+    refused = client.post(url, json={"name": "d3", "content": "text"}, headers=headers)
+    assert refused.status_code == 429, refused.get_json()
+    assert refused.get_json()["code"] == "quota_exceeded"
+    assert int(refused.headers["Retry-After"]) >= 1
+    listed = client.get(url, headers=headers).get_json()
+    assert listed["total"] == 3, "a refused upload creates no document"
+    runtime.close()

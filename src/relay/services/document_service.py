@@ -33,6 +33,7 @@ from relay.models import (
     new_id,
 )
 from relay.runtime import Runtime
+from relay.scheduling.admission import RedisAdmission
 from relay.services.dataset_service import require_dataset
 from relay.services.document_status import transition
 from relay.services.pagination import Page, PageParams, paginate
@@ -228,6 +229,11 @@ class DocumentService:
             )
             if refusal is not None:
                 raise refusal.error([doc.name.strip() for doc in documents])
+            # Admission: each document is a task submission against the plan's token bucket
+            # (429 with Retry-After; refused, nothing is created or enqueued).
+            RedisAdmission(self.runtime.redis, self.runtime.settings.scheduling).check_submission(
+                tenant_id, Plan(plan or Plan.SANDBOX), len(documents)
+            ).enforce()
             last = session.scalar(
                 select(func.max(Document.position)).where(
                     Document.tenant_id == tenant_id, Document.dataset_id == dataset_id
