@@ -36,8 +36,8 @@ from celery import Celery
 
 from bench.common import Row, bench_runtime
 from bench.fairness.worker_app import QUEUE
+from relay.adapters.broker import celery_redis_url
 from relay.config import Plan, TenancySettings
-from relay.extensions.ext_celery import celery_redis_url
 from relay.scheduling.dispatcher import FairDispatcher
 from relay.scheduling.fairshare import jain_index
 from relay.scheduling.settings import SchedulingSettings

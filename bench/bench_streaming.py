@@ -50,7 +50,7 @@ from bench.streaming.channels import (
 from relay.models import CreatorRole, WorkflowRun, new_id
 from relay.runtime import Runtime
 from relay.services.auth_service import AuthService
-from relay.services.run_streams import RunStreams, end_user_id
+from relay.services.run_streams import end_user_id
 from relay.services.tenant_service import TenantService
 from relay.streaming import AppQueueManager, InvokeFrom
 from relay.streaming.queue_events import TextChunkEvent, WorkflowSucceededEvent
@@ -87,7 +87,7 @@ class Ctx:
                     status="running", created_by_role=CreatorRole.END_USER, created_by=owner,
                 )
             )  # fmt: skip
-        return RunStreams.of(self.runtime).manager(run_id, owner, InvokeFrom.SERVICE_API)
+        return self.runtime.streams.manager(run_id, owner, InvokeFrom.SERVICE_API)
 
     def events_url(self, run_id: str) -> str:
         return f"{self.base_url}/v1/workflows/runs/{run_id}/events?user={USER}"

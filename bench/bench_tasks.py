@@ -25,7 +25,7 @@ import redis
 from sqlalchemy import func, select
 
 from bench.common import Row, bench_runtime
-from relay.extensions.ext_celery import celery_redis_url
+from relay.adapters.broker import celery_redis_url
 from relay.models import ProcessedKey, TaskRecord, TaskStatus
 from relay.runtime import Runtime
 

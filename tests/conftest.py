@@ -19,11 +19,11 @@ from celery.contrib.testing.worker import start_worker
 from flask import Flask
 from sqlalchemy import create_engine, text
 
+from relay.adapters.embedded_redis import EmbeddedRedis
 from relay.app_factory import create_app
 from relay.config import Plan, Settings, load_settings
-from relay.extensions.embedded import EmbeddedRedis
 from relay.runtime import Runtime
-from relay.tasks.worker import install_worker_hooks
+from relay.worker.hooks import install_worker_hooks
 
 PLANS = [plan.value for plan in Plan]
 EXTERNAL_DB = os.environ.get("RELAY_DATABASE_URL")
@@ -122,9 +122,9 @@ def client(app: Flask) -> Any:
 
 def run_worker(runtime: Runtime, queues: list[str] | None = None, **kwargs: Any) -> Any:
     """A real Celery worker (thread pool) consuming ``queues`` (default: every queue)."""
-    from relay.tasks import catalog
+    from relay import catalog
 
-    install_worker_hooks(runtime)
+    install_worker_hooks(runtime.celery, runtime.db, runtime.lifecycle)
     names = queues or catalog.queue_names()
     return start_worker(
         runtime.celery,

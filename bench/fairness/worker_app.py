@@ -18,7 +18,7 @@ from celery import Celery
 
 from relay.config import TenancySettings
 from relay.scheduling.dispatcher import FairDispatcher
-from relay.scheduling.hooks import run_fairly
+from relay.scheduling.gate import run_fairly
 from relay.scheduling.settings import SchedulingSettings
 from relay.scheduling.tenant_queue import RedisTenantQueue
 

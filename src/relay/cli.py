@@ -1,4 +1,9 @@
-"""``relay`` command line: up, api, worker, beat, migrate, queues, dlq, config, tenants."""
+"""``relay`` command line: up, api, worker, beat, migrate, queues, dlq, config, tenants.
+
+Each command imports what it runs inside its own function: ``relay --help`` and the small
+commands start without loading Celery, the API and the workflow engine (start-up speed, not
+cycles: the layers contract holds for this module like any other).
+"""
 
 from __future__ import annotations
 
@@ -11,9 +16,9 @@ from typing import Any
 
 import click
 
+from relay import catalog
 from relay.config import Settings, describe_settings, load_settings
 from relay.errors import RelayError
-from relay.tasks import catalog
 
 
 def _settings() -> Settings:
@@ -42,7 +47,7 @@ def up(startup_timeout: float) -> None:
 @main.command()
 def api() -> None:
     """Serve the HTTP API (gunicorn + gevent; ``relay.__main__`` has patched the stdlib)."""
-    from relay.api.server import ApiServer
+    from relay.server import ApiServer
 
     ApiServer(_settings()).run()
 
@@ -60,7 +65,7 @@ def worker(
 ) -> None:
     """Run a Celery worker on the given queues."""
     from relay.app_factory import create_app
-    from relay.tasks.worker import install_worker_hooks
+    from relay.worker.hooks import install_worker_hooks
 
     settings = _settings()
     names = catalog.queue_names() if queues == "all" else [q.strip() for q in queues.split(",")]
@@ -69,7 +74,7 @@ def worker(
         raise click.BadParameter(f"unknown queue(s): {', '.join(unknown)}", param_hint="--queues")
     app = create_app(settings)
     runtime = app.extensions["relay"]
-    install_worker_hooks(runtime)
+    install_worker_hooks(runtime.celery, runtime.db, runtime.lifecycle)
     argv = [
         "worker",
         "--queues", ",".join(names),
@@ -115,7 +120,7 @@ def queues() -> None:
 
 
 def _runtime() -> Any:
-    from relay.app_factory import create_runtime
+    from relay.composition import create_runtime
 
     return create_runtime(_settings())
 
@@ -210,9 +215,9 @@ def tenants_create(name: str, plan: str, key_name: str, as_json: bool) -> None:
 @click.option("--queue", default=None, help="Only this queue (default: every fair queue)")
 def tenants_stats(queue: str | None) -> None:
     """Each active tenant in the fair scheduler: waiting, running, virtual runtime."""
-    from relay.scheduling.hooks import tenant_snapshot
+    from relay.scheduling.metrics import tenant_snapshot
 
-    rows = tenant_snapshot(_runtime(), queue)
+    rows = tenant_snapshot(_runtime().dispatcher.queue, queue)
     click.echo(f"{'queue':24} {'tenant':38} {'weight':>6} {'waiting':>8} {'running':>8} vruntime")
     for row in rows:
         click.echo(

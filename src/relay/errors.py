@@ -34,6 +34,24 @@ class InfrastructureError(RelayError):
     code = "service_unavailable"
 
 
+class BrokerUnavailable(InfrastructureError):
+    """The message broker refused or could not be reached (wraps kombu's errors)."""
+
+    code = "broker_unavailable"
+
+
+class RedisUnavailable(InfrastructureError):
+    """Redis could not be reached or timed out (wraps redis-py's connection errors)."""
+
+    code = "redis_unavailable"
+
+
+class DatabaseUnavailable(InfrastructureError):
+    """The database could not be reached (wraps SQLAlchemy's connection errors)."""
+
+    code = "database_unavailable"
+
+
 # --- API-facing errors -------------------------------------------------------------------------
 
 

@@ -20,11 +20,13 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from relay.app_factory import resolve_redis_url
+from relay.adapters.embedded_redis import EmbeddedRedis, die_with_parent
+from relay.adapters.logs import init_logging
+from relay.composition import create_runtime, resolve_redis_url
 from relay.config import Settings
 from relay.errors import RelayError
-from relay.extensions.embedded import EmbeddedRedis, die_with_parent
-from relay.extensions.ext_logging import init_logging
+from relay.migrations import upgrade
+from relay.services.queue_service import require_consumers
 
 log = logging.getLogger(__name__)
 
@@ -127,8 +129,6 @@ class Supervisor:
         self.stopping.set()
 
     def _prepare(self) -> dict[str, str]:
-        from relay.migrations import upgrade
-
         redis_url, self.embedded = resolve_redis_url(self.settings)
         upgrade(self.settings.database_url)
         env = dict(os.environ)
@@ -139,9 +139,6 @@ class Supervisor:
         return env
 
     def _wait_until_up(self) -> None:
-        from relay.app_factory import create_runtime
-        from relay.services.queue_service import require_consumers
-
         deadline = time.monotonic() + self.startup_timeout
         last = "no answer yet"
         with httpx.Client(timeout=5) as client:

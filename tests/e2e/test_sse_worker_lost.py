@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from relay.config import Settings
-from relay.resilience.reaper import Reaper
+from relay.tasks.reaper import Reaper
 from tests.integration.streaming.support import SSEClient, streaming_stack, workflow_graph
 from tests.waiting import wait_until
 

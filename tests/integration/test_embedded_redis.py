@@ -10,7 +10,7 @@ from pathlib import Path
 import psutil
 import redis
 
-from relay.extensions.embedded import EmbeddedRedis
+from relay.adapters.embedded_redis import EmbeddedRedis
 
 
 def _server_pids(socket: Path) -> list[int]:
@@ -46,7 +46,7 @@ def test_server_dies_with_a_killed_owner(tmp_path: Path) -> None:
         f"""
         import sys, time
         from pathlib import Path
-        from relay.extensions.embedded import EmbeddedRedis
+        from relay.adapters.embedded_redis import EmbeddedRedis
         EmbeddedRedis(Path({str(tmp_path)!r})).ensure()
         print("ready", flush=True)
         time.sleep(60)

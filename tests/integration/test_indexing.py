@@ -16,8 +16,8 @@ import pytest
 
 from relay.config import Settings
 from relay.models import Document
+from relay.services.keyword_index import tokenize
 from relay.services.segment_service import SqlKnowledgeIndex
-from relay.tasks.keyword_index import tokenize
 from relay.workflow.knowledge import KnowledgeIndex
 from tests.conftest import run_worker
 from tests.integration.test_api_support import ADMIN, Api

@@ -14,8 +14,8 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from relay.config import MailSettings, Settings
+from relay.retry import FatalTaskError, RetryableTaskError
 from relay.runtime import Runtime
-from relay.tasks.retry import FatalTaskError, RetryableTaskError
 
 SEND = "relay.mail.send"
 

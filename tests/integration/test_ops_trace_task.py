@@ -15,10 +15,10 @@ import pytest
 from sqlalchemy import select
 
 from relay.config import OpsTraceSettings, Settings
-from relay.models import OpsTrace, OpsTraceStatus, Tenant
+from relay.models import OpsTrace, OpsTraceStatus, TaskRecord, TaskStatus, Tenant
+from relay.retry import FatalTaskError, RetryableTaskError
 from relay.runtime import Runtime
 from relay.tasks.ops_trace import failure_counts, retry_after
-from relay.tasks.retry import FatalTaskError, RetryableTaskError
 
 DELIVER = "relay.ops_trace.deliver"
 APP = "app-1"
@@ -31,6 +31,8 @@ class Endpoint:
 
     url: str = ""
     status: int = 200
+    # Statuses to answer first, one per request, before ``status``.
+    first: list[int] = field(default_factory=list)
     headers: dict[str, str] = field(default_factory=dict)
     received: list[tuple[dict[str, str], dict[str, Any]]] = field(default_factory=list)
 
@@ -40,8 +42,9 @@ def _handler(endpoint: Endpoint) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             endpoint.received.append((dict(self.headers), body))
-            text = b'{"ok": true}' if endpoint.status < 300 else b'{"error": "nope"}'
-            self.send_response(endpoint.status)
+            status = endpoint.first.pop(0) if endpoint.first else endpoint.status
+            text = b'{"ok": true}' if status < 300 else b'{"error": "nope"}'
+            self.send_response(status)
             for name, value in endpoint.headers.items():
                 self.send_header(name, value)
             self.send_header("Content-Type", "application/json")
@@ -142,29 +145,43 @@ def test_a_trace_is_stored_and_delivered_once_through_a_worker(
 def test_a_server_error_is_retryable_counted_and_the_retry_delivers(
     runtime: Runtime, endpoint: Endpoint, tenant: str
 ) -> None:
-    endpoint.status = 500
+    # apply() runs the task's whole retry sequence through the chain, without the delays.
+    endpoint.first = [500]
     endpoint.headers = {"Retry-After": "7"}
 
-    with pytest.raises(RetryableTaskError, match="500") as raised:
-        deliver(runtime, tenant, "trace-2")
-
-    assert raised.value.delay == 7
-    row = only_trace(runtime)
-    assert row.status == OpsTraceStatus.FAILED
-    assert row.attempts == 1
-    assert row.last_error is not None
-    assert "500" in row.last_error
-    assert failure_counts(runtime.redis, APP) == {today(): 1}
-
-    endpoint.status = 200
     outcome = deliver(runtime, tenant, "trace-2")
 
+    row = only_trace(runtime)
     assert outcome == {"trace_id": row.id, "status": "delivered"}
-    row = trace(runtime, row.id)
     assert row.status == OpsTraceStatus.DELIVERED
     assert row.attempts == 2
     assert [body["id"] for _, body in endpoint.received] == [row.id, row.id]
     assert failure_counts(runtime.redis, APP) == {today(): 1}
+    runtime.lifecycle.flush()
+    with runtime.db.session() as session:
+        record = session.scalars(select(TaskRecord).where(TaskRecord.name == DELIVER)).one()
+    assert (record.status, record.attempts) == (TaskStatus.SUCCESS, 2)
+
+
+def test_a_server_error_that_persists_is_dead_lettered_with_the_servers_delay(
+    runtime: Runtime, endpoint: Endpoint, tenant: str
+) -> None:
+    endpoint.status = 500
+    endpoint.headers = {"Retry-After": "7"}
+
+    with pytest.raises(RetryableTaskError, match="500") as raised:
+        deliver(runtime, tenant, "trace-2b")
+
+    assert raised.value.delay == 7
+    row = only_trace(runtime)
+    assert row.status == OpsTraceStatus.FAILED
+    assert row.last_error is not None
+    assert "500" in row.last_error
+    attempts = len(endpoint.received)
+    assert attempts == row.attempts > 1, "every attempt of the policy ran"
+    assert failure_counts(runtime.redis, APP) == {today(): attempts}
+    [letter] = runtime.dead_letters.list_letters()
+    assert (letter.task_name, letter.attempts) == (DELIVER, attempts)
 
 
 def test_too_many_requests_is_retryable_after_the_servers_delay(
@@ -198,8 +215,9 @@ def test_an_unreachable_endpoint_is_retryable(runtime: Runtime, tenant: str) -> 
     with pytest.raises(RetryableTaskError, match="cannot reach") as raised:
         deliver(runtime, tenant, "trace-5")
     assert raised.value.delay is None
-    assert only_trace(runtime).status == OpsTraceStatus.FAILED
-    assert failure_counts(runtime.redis, APP) == {today(): 1}
+    row = only_trace(runtime)
+    assert row.status == OpsTraceStatus.FAILED
+    assert failure_counts(runtime.redis, APP) == {today(): row.attempts}
 
 
 def test_without_an_endpoint_the_trace_is_only_stored(

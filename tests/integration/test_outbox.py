@@ -20,8 +20,8 @@ from celery import Celery
 from celery.signals import after_task_publish, task_postrun
 from sqlalchemy import func, select
 
+from relay.adapters.sql import Database
 from relay.events.outbox import Outbox
-from relay.extensions.ext_db import Database
 from relay.models import Dataset, OutboxMessage, OutboxStatus, ProcessedKey, Tenant
 from relay.monitoring.queues import QueueMonitor
 from relay.runtime import Runtime
@@ -241,7 +241,7 @@ CRASHING_PRODUCER = textwrap.dedent(
     """
     import os, signal, sys
     from sqlalchemy import event
-    from relay.app_factory import create_runtime
+    from relay.composition import create_runtime
     from relay.config import load_settings
 
     runtime = create_runtime(load_settings())

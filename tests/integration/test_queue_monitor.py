@@ -12,8 +12,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from celery import Celery
 from celery.result import AsyncResult
-from celery.signals import before_task_publish
 from flask import Flask
 
 from relay.app_factory import create_app
@@ -26,21 +26,12 @@ from relay.monitoring.queues import (
     QueueThresholds,
     evaluate,
     message_age,
-    stamp_sent_at,
 )
 from relay.runtime import Runtime
 from relay.tasks.monitor import check_queues
 from tests.conftest import run_worker
 
 THRESHOLDS = QueueThresholds(max_length=3, max_age=60)
-
-
-@pytest.fixture(autouse=True)
-def sent_at_stamped() -> Iterator[None]:
-    """What ext_celery wires at start-up: every published message carries ``sent_at``."""
-    before_task_publish.connect(stamp_sent_at, weak=False, dispatch_uid="relay.sent_at")
-    yield
-    before_task_publish.disconnect(dispatch_uid="relay.sent_at")
 
 
 @pytest.fixture
@@ -143,11 +134,11 @@ def test_oldest_age_is_the_tail_of_the_list(runtime: Runtime) -> None:
 
 
 def test_messages_without_a_timestamp_have_an_unknown_age(runtime: Runtime) -> None:
-    before_task_publish.disconnect(dispatch_uid="relay.sent_at")
-    runtime.celery.send_task("relay.ping", queue="mail")
+    # Celery's own send_task, as a producer that is not relay sends: no ``sent_at`` stamp.
+    Celery.send_task(runtime.celery, "relay.ping", queue="mail")
     assert QueueMonitor(runtime.celery, runtime.redis).oldest_ages()["mail"] is None
     # A delayed one carries its eta: it counts as waiting from then on.
-    runtime.celery.send_task("relay.ping", queue="dataset", countdown=-30)
+    Celery.send_task(runtime.celery, "relay.ping", queue="dataset", countdown=-30)
     age = QueueMonitor(runtime.celery, runtime.redis).oldest_ages()["dataset"]
     assert age is not None
     assert 29 < age < 90
@@ -191,9 +182,9 @@ def test_beat_task_on_a_worker_alerts_the_webhook(
     for i in range(2):
         alerting.celery.send_task("relay.ping", args=[i], queue="mail")
     # A message published two minutes ago (as if by a process that stamped it then).
-    before_task_publish.disconnect(dispatch_uid="relay.sent_at")
-    alerting.celery.send_task("relay.ping", queue="ops_trace", headers={"sent_at": _ago(120)})
-    before_task_publish.connect(stamp_sent_at, weak=False, dispatch_uid="relay.sent_at")
+    Celery.send_task(
+        alerting.celery, "relay.ping", queue="ops_trace", headers={"sent_at": _ago(120)}
+    )
 
     with run_worker(alerting, queues=["monitor"]) as worker:
         first = alerting.celery.send_task("relay.monitor.snapshot_queues")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from relay import catalog
 from relay.errors import QueueCheckError
 from relay.runtime import Runtime
 from relay.services.queue_service import check_consumers, require_consumers
-from relay.tasks import catalog
 from tests.conftest import run_worker
 
 

@@ -10,6 +10,7 @@ import pytest
 from celery.result import AsyncResult
 from sqlalchemy import func, select
 
+from relay import catalog
 from relay.config import Plan, RetentionSettings, load_settings
 from relay.errors import ConfigError
 from relay.models import (
@@ -29,7 +30,6 @@ from relay.models import (
     utcnow,
 )
 from relay.runtime import Runtime
-from relay.tasks import catalog
 from relay.tasks.retention import RetentionCleaner
 from tests.conftest import run_worker
 

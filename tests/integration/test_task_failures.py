@@ -15,9 +15,9 @@ import pytest
 from sqlalchemy import select
 
 from relay.models import TaskRecord, TaskStatus
+from relay.retry import FatalTaskError, RetryableTaskError, RetryPolicy
 from relay.runtime import Runtime
 from relay.tasks.base import RelayTask
-from relay.tasks.retry import FatalTaskError, RetryableTaskError, RetryPolicy
 from tests.conftest import run_worker
 from tests.waiting import wait_until
 

@@ -17,8 +17,8 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from relay.models import ProcessedKey, TaskRecord, TaskStatus
-from relay.resilience.reaper import Reaper
 from relay.runtime import Runtime
+from relay.tasks.reaper import Reaper
 from tests.waiting import wait_until
 
 TASKS = 500

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from relay.models import Tenant, WorkflowNodeExecution, WorkflowRun
+from relay.retry import FatalTaskError, RetryableTaskError
 from relay.runtime import Runtime
-from relay.tasks.retry import FatalTaskError, RetryableTaskError
 
 SAVE_RUN = "relay.workflow_storage.save_run"
 SAVE_NODE = "relay.workflow_storage.save_node_execution"

@@ -2,10 +2,12 @@ from __future__ import annotations
 
 import pytest
 
+from relay import catalog
+from relay.adapters.broker import celery_config, check_visibility_timeout
 from relay.config import Plan, load_settings
 from relay.errors import ConfigError
-from relay.extensions.ext_celery import check_visibility_timeout, init_celery
-from relay.tasks import catalog
+from relay.worker.celery_app import RelayCelery
+from relay.worker.middleware import TaskChain
 
 DIFY_QUEUES = {
     "dataset", "priority_dataset", "pipeline", "priority_pipeline", "mail", "ops_trace",
@@ -28,7 +30,8 @@ def test_every_task_is_routed_to_a_declared_queue() -> None:
 
 
 def test_every_catalogued_task_and_beat_entry_is_registered(tmp_path: object) -> None:
-    celery = init_celery(load_settings(var_dir=tmp_path), "redis://127.0.0.1:6379/15")
+    config = celery_config(load_settings(var_dir=tmp_path), "redis://127.0.0.1:6379/15")
+    celery = RelayCelery(config, chain=TaskChain())
     celery.loader.import_default_modules()
     registered = set(celery.tasks)
     for spec in catalog.TASKS:

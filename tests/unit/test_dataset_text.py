@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from relay.tasks.dataset_text import (
+from relay.services.dataset_text import (
     TextFormat,
     clean_text,
     detect_format,

@@ -99,7 +99,7 @@ def test_tool_params_pattern_matches_glob_characters_literally() -> None:
 
 
 def test_the_indexing_queues_are_declared_and_have_consumers_checked() -> None:
-    from relay.tasks import catalog
+    from relay import catalog
 
     spec = catalog.task_spec("relay.dataset.index_documents")
     chosen = {indexing_queue(plan) for plan in Plan}

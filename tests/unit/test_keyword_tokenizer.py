@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from relay.tasks.keyword_index import MAX_KEYWORD_CHARS, STOPWORDS, tokenize
+from relay.services.keyword_index import MAX_KEYWORD_CHARS, STOPWORDS, tokenize
 
 
 def test_words_are_lowercased_distinct_and_in_order() -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 import logging
 
-from relay.extensions.ext_logging import JsonFormatter, redact
+from relay.adapters.logs import JsonFormatter, redact
 
 
 def _record(msg: str, **extra: object) -> logging.LogRecord:

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify
 
-from relay.monitoring.health import HealthChecker
-
 ops = Blueprint("ops", __name__)
 
 
 @ops.get("/health")
 def health() -> tuple[Response, int]:
     """200 when Redis, the database and a consumer per routed queue are all fine, else 503."""
-    report = HealthChecker(current_app.extensions["relay"]).check()
+    report = current_app.extensions["relay"].health.check()
     return jsonify(report.as_dict()), 200 if report.healthy else 503
 
 

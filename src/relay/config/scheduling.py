@@ -16,6 +16,8 @@ from typing import Self
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
+from relay.config.sections import Plan
+
 _DEFAULT_WAIT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
@@ -133,8 +135,6 @@ class SchedulingSettings(BaseModel):
     @field_validator("time_slice", "rate_per_second", "rate_burst", "daily_workflow_runs")
     @classmethod
     def _plan_names(cls, value: dict[str, float]) -> dict[str, float]:
-        from relay.config import Plan  # late: relay.config may be importing this module
-
         bad = [key for key in value if key not in {p.value for p in Plan}]
         if bad:
             raise ValueError(f"unknown plan {', '.join(bad)}")

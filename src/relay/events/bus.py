@@ -7,9 +7,8 @@ of the caller's transaction, logs and counts a failure and goes on with the othe
 connected with ``critical=True`` re-raises instead, so the caller's whole transaction rolls back
 (the message quota is such a receiver).
 
-Counts go to Prometheus and to per-minute Redis hashes ``relay:events:<minute>:<signal>``
-(fields ``success``, ``failure``, ``total_ms``; kept 24 h), from which ``error_rates()`` reads
-the last hour for the health check.
+Counts go to Prometheus and to per-minute ``EventCounters`` (Redis, shared by every process;
+or in memory), from which ``error_rates()`` reads the last hour for the health check.
 """
 
 from __future__ import annotations
@@ -28,6 +27,7 @@ from prometheus_client.core import CounterMetricFamily, SummaryMetricFamily
 from prometheus_client.registry import Collector
 
 from relay.errors import EventError
+from relay.events.counters import EventCounters
 from relay.events.signals import ALL_SIGNALS, PAYLOAD_TYPES
 
 if TYPE_CHECKING:
@@ -39,8 +39,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-COUNTER_PREFIX = "relay:events:"
-COUNTER_TTL = 24 * 3600
 FLUSH_INTERVAL = 1.0
 
 
@@ -49,9 +47,23 @@ class EventContext:
     """What a receiver may use: the caller's session (never commit it), the outbox, Redis."""
 
     session: Session | None
-    outbox: Outbox
-    redis: redis.Redis
+    bus_outbox: Outbox | None
+    bus_redis: redis.Redis | None
     settings: Settings
+
+    @property
+    def outbox(self) -> Outbox:
+        """The outbox, to enqueue tasks in the caller's transaction."""
+        if self.bus_outbox is None:
+            raise EventError("this receiver enqueues tasks: the bus was built without an outbox")
+        return self.bus_outbox
+
+    @property
+    def redis(self) -> redis.Redis:
+        """The process's Redis client."""
+        if self.bus_redis is None:
+            raise EventError("this receiver uses Redis: the bus was built without a client")
+        return self.bus_redis
 
     def require_session(self) -> Session:
         """The caller's session; a receiver that writes rows cannot run without one."""
@@ -81,12 +93,18 @@ class EventBus:
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: redis.Redis | None,
         settings: Settings,
-        outbox: Outbox,
+        outbox: Outbox | None,
         registry: CollectorRegistry | None = None,
+        *,
+        counters: EventCounters,
     ) -> None:
+        """``client`` and ``outbox`` are what receivers get in their ``EventContext`` (a receiver
+        that needs one fails, isolated, when it is ``None``); ``counters`` keeps the per-minute
+        counts."""
         self.redis = client
+        self.counters = counters
         self.settings = settings
         self.outbox = outbox
         # signal name -> {receiver: critical}, in connection order (dicts keep insertion order).
@@ -221,26 +239,12 @@ class EventBus:
             self.flush()
 
     def flush(self) -> None:
-        """Write the buffered per-minute counters to Redis (one pipeline)."""
+        """Hand the buffered per-minute counts to the counter store."""
         with self._lock:
             pending, self._pending = self._pending, defaultdict(lambda: [0, 0, 0.0])
             self._last_flush = time.monotonic()
-        if not pending:
-            return
-        pipe = self.redis.pipeline(transaction=False)
-        for (minute, name), (success, failure, total_ms) in pending.items():
-            key = f"{COUNTER_PREFIX}{minute}:{name}"
-            if success:
-                pipe.hincrby(key, "success", int(success))
-            if failure:
-                pipe.hincrby(key, "failure", int(failure))
-            pipe.hincrbyfloat(key, "total_ms", total_ms)
-            pipe.expire(key, COUNTER_TTL)
-        try:
-            pipe.execute()
-        except Exception:
-            # Counters are best effort: never fail a request because Redis blinked.
-            log.warning("event counters not flushed", extra={"action": "event.flush_failed"})
+        if pending:
+            self.counters.add(pending)
 
     def error_rates(self, window_seconds: int = 3600) -> dict[str, dict[str, float]]:
         """Per signal over the last ``window_seconds``: total, failures, rate, average ms."""
@@ -248,17 +252,7 @@ class EventBus:
         now = int(time.time() // 60)
         # At least the current minute, however short the window.
         minutes = range(now - max(1, -(-window_seconds // 60)) + 1, now + 1)
-        pipe = self.redis.pipeline(transaction=False)
-        keys = [(signal.name, m) for signal in ALL_SIGNALS for m in minutes]
-        for name, minute in keys:
-            pipe.hgetall(f"{COUNTER_PREFIX}{minute}:{name}")
-        totals: dict[str, list[float]] = defaultdict(lambda: [0, 0, 0.0])
-        for (name, _), values in zip(keys, pipe.execute(), strict=True):
-            if values:
-                row = totals[name]
-                row[0] += int(values.get("success", 0))
-                row[1] += int(values.get("failure", 0))
-                row[2] += float(values.get("total_ms", 0))
+        totals = self.counters.read(minutes, [signal.name for signal in ALL_SIGNALS])
         result: dict[str, dict[str, float]] = {}
         for name, (success, failure, total_ms) in totals.items():
             total = success + failure

@@ -14,26 +14,28 @@ be published twice; the task side applies an idempotency key at most once
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from kombu.exceptions import OperationalError
 from sqlalchemy import event, inspect, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, SessionTransaction
 
-from relay.extensions.batching import Batcher
-from relay.extensions.ext_db import Database
+from relay.adapters.publisher import TaskPublisher
+from relay.adapters.sql import Database
+from relay.background import Background, Batcher
+from relay.catalog import task_spec
+from relay.errors import InfrastructureError
 from relay.models import OutboxMessage, OutboxStatus, TaskRecord, TaskStatus, new_id, utcnow
-from relay.tasks.catalog import task_spec
 
 log = logging.getLogger(__name__)
 
 _PENDING = "relay_outbox_pending"
 # A broker that refuses one message refuses the next one too: stop the batch, the relay retries.
-_BROKER_DOWN = (OperationalError, ConnectionError, TimeoutError, OSError)
+_BROKER_DOWN = (InfrastructureError, OperationalError, ConnectionError, TimeoutError, OSError)
 
 
 @dataclass
@@ -44,17 +46,76 @@ class SendResult:
     failed: dict[str, str] = field(default_factory=dict)
 
 
+class Route(Protocol):
+    """Another way out for some rows (the tenant-fair dispatcher, for tenant work)."""
+
+    def accepts(self, row: OutboxMessage) -> bool:
+        """Whether this route publishes ``row``."""
+        ...
+
+    def submit(self, row: OutboxMessage) -> None:
+        """Publish ``row`` (idempotent per row id)."""
+        ...
+
+
+class OutboxSender:
+    """Hands outbox rows to the broker (or to their route); knows nothing of the database."""
+
+    def __init__(self, publisher: TaskPublisher, route: Route | None = None) -> None:
+        self.publisher = publisher
+        self.route = route
+
+    def send(self, rows: Sequence[OutboxMessage]) -> SendResult:
+        """Publish ``rows`` in order; reports the ids sent and why each other row was not.
+
+        Stops at the first broker connection error (the rest would fail the same way after the
+        same timeouts, inside the caller's commit); those rows stay pending for the relay.
+        """
+        result = SendResult()
+        for index, row in enumerate(rows):
+            try:
+                if self.route is not None and self.route.accepts(row):
+                    # Tenant work on a fairly scheduled queue waits its turn in the dispatcher.
+                    self.route.submit(row)
+                else:
+                    self.publisher.send_task(
+                        row.task_name,
+                        args=list(row.args),
+                        kwargs=dict(row.kwargs),
+                        task_id=row.id,
+                        queue=row.queue,
+                        headers=dict(row.headers),
+                    )
+            except Exception as exc:
+                log.exception(
+                    "outbox publish failed",
+                    extra={"action": "outbox.publish_failed", "outbox_id": row.id},
+                )
+                result.failed[row.id] = f"{type(exc).__name__}: {exc}"[:1000]
+                if isinstance(exc, _BROKER_DOWN):
+                    for rest in rows[index + 1 :]:
+                        result.failed[rest.id] = "not attempted: broker unavailable"
+                    break
+                continue
+            result.sent.append(row.id)
+        return result
+
+
 class Outbox:
     """Writes outbox rows and publishes them after commit."""
 
-    def __init__(self, db: Database, celery: Any) -> None:
+    def __init__(
+        self,
+        db: Database,
+        publisher: TaskPublisher,
+        *,
+        route: Route | None = None,
+        background: Background | None = None,
+    ) -> None:
         self.db = db
-        self.celery = celery
-        # Set by the app factory: publishes a row through the tenant-fair dispatcher instead.
-        self.fair_submit: Callable[[OutboxMessage], None] | None = None
-        self.fair_queues: frozenset[str] = frozenset()
+        self.sender = OutboxSender(publisher, route)
         self._sent_marks: Batcher[str, dict[str, Any]] = Batcher(
-            "outbox-sent", self._mark, interval=0.2
+            "outbox-sent", self._mark, interval=0.2, background=background
         )
         event.listen(db.sessions, "after_commit", self._after_commit)
         event.listen(db.sessions, "after_transaction_end", self._after_transaction_end)
@@ -79,25 +140,14 @@ class Outbox:
         original task's ``idempotency_key`` in ``headers``: the task then keeps applying its
         effect at most once, while the new row gets a key of its own.
         """
-        row_id = new_id()
-        key = idempotency_key or f"outbox:{row_id}"
-        message_headers: dict[str, Any] = dict(headers or {})
-        message_headers.setdefault("idempotency_key", key)
-        message_headers.pop("tenant_id", None)
-        if tenant_id is not None:
-            message_headers["tenant_id"] = tenant_id
-        row = OutboxMessage(
-            id=row_id,
+        row = outbox_row(
+            task_name,
+            args=args,
+            kwargs=kwargs,
             tenant_id=tenant_id,
-            task_name=task_name,
-            queue=queue or task_spec(task_name).queue,
-            args=list(args),
-            kwargs=dict(kwargs or {}),
-            headers=message_headers,
-            idempotency_key=key,
-            status=OutboxStatus.PENDING,
-            attempts=0,
-            created_at=utcnow(),
+            idempotency_key=idempotency_key,
+            queue=queue,
+            headers=headers,
         )
         session.add(row)
         session.info.setdefault(_PENDING, []).append(row)
@@ -157,39 +207,7 @@ class Outbox:
         return self._send(rows).sent
 
     def _send(self, rows: Sequence[OutboxMessage]) -> SendResult:
-        """``send()`` that also reports why each unsent row was not sent.
-
-        Stops at the first broker connection error (the rest would fail the same way after the
-        same timeouts, inside the caller's commit); those rows stay pending for the relay.
-        """
-        result = SendResult()
-        for index, row in enumerate(rows):
-            try:
-                if self.fair_submit is not None and row.tenant_id and row.queue in self.fair_queues:
-                    # Tenant work on a fairly scheduled queue waits its turn in the dispatcher.
-                    self.fair_submit(row)
-                else:
-                    self.celery.send_task(
-                        row.task_name,
-                        args=list(row.args),
-                        kwargs=dict(row.kwargs),
-                        task_id=row.id,
-                        queue=row.queue,
-                        headers=dict(row.headers),
-                    )
-            except Exception as exc:
-                log.exception(
-                    "outbox publish failed",
-                    extra={"action": "outbox.publish_failed", "outbox_id": row.id},
-                )
-                result.failed[row.id] = f"{type(exc).__name__}: {exc}"[:1000]
-                if isinstance(exc, _BROKER_DOWN):
-                    for rest in rows[index + 1 :]:
-                        result.failed[rest.id] = "not attempted: broker unavailable"
-                    break
-                continue
-            result.sent.append(row.id)
-        return result
+        return self.sender.send(rows)
 
     # --- relay ----------------------------------------------------------------------------------
 
@@ -231,6 +249,39 @@ class Outbox:
         if total:
             log.info("outbox relayed", extra={"action": "outbox.relayed", "count": total})
         return total
+
+
+def outbox_row(
+    task_name: str,
+    *,
+    args: Sequence[Any] = (),
+    kwargs: dict[str, Any] | None = None,
+    tenant_id: str | None = None,
+    idempotency_key: str | None = None,
+    queue: str | None = None,
+    headers: Mapping[str, Any] | None = None,
+) -> OutboxMessage:
+    """A new PENDING outbox row (not yet in any session); see ``Outbox.enqueue``."""
+    row_id = new_id()
+    key = idempotency_key or f"outbox:{row_id}"
+    message_headers: dict[str, Any] = dict(headers or {})
+    message_headers.setdefault("idempotency_key", key)
+    message_headers.pop("tenant_id", None)
+    if tenant_id is not None:
+        message_headers["tenant_id"] = tenant_id
+    return OutboxMessage(
+        id=row_id,
+        tenant_id=tenant_id,
+        task_name=task_name,
+        queue=queue or task_spec(task_name).queue,
+        args=list(args),
+        kwargs=dict(kwargs or {}),
+        headers=message_headers,
+        idempotency_key=key,
+        status=OutboxStatus.PENDING,
+        attempts=0,
+        created_at=utcnow(),
+    )
 
 
 def _pending_record(row: OutboxMessage) -> dict[str, Any]:

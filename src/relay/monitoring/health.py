@@ -5,13 +5,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import redis
+
+from relay.adapters.sql import Database
+from relay.catalog import routed_queues
 from relay.monitoring.presence import WorkerPresence
-from relay.tasks.catalog import routed_queues
-
-if TYPE_CHECKING:
-    from relay.runtime import Runtime
 
 
 @dataclass(frozen=True)
@@ -64,11 +64,12 @@ def _probe(name: str, fn: Callable[[], dict[str, Any] | None]) -> ComponentHealt
 
 
 class HealthChecker:
-    """Runs the probes against one runtime."""
+    """Runs the probes against one runtime's Redis, database and worker presence."""
 
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
-        self.presence = WorkerPresence(runtime.redis, runtime.settings.monitoring.worker_ttl)
+    def __init__(self, client: redis.Redis, db: Database, presence: WorkerPresence) -> None:
+        self.redis = client
+        self.db = db
+        self.presence = presence
 
     def check(self) -> HealthReport:
         return HealthReport(
@@ -80,11 +81,11 @@ class HealthChecker:
         )
 
     def _redis(self) -> dict[str, Any] | None:
-        self.runtime.redis.ping()
+        self.redis.ping()
         return None
 
     def _database(self) -> dict[str, Any] | None:
-        self.runtime.db.ping()
+        self.db.ping()
         return None
 
     def _workers(self) -> dict[str, Any]:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 import time
 
 import redis
+
+from relay.background import Background
 
 PREFIX = "relay:worker:"
 
@@ -45,30 +46,32 @@ class WorkerPresence:
 
 
 class PresenceHeartbeat:
-    """Background thread that re-announces a worker every ``ttl / 3`` seconds until stopped."""
+    """Re-announces a worker every ``ttl / 3`` seconds (on a ``Periodic``) until stopped."""
 
-    def __init__(self, presence: WorkerPresence, hostname: str, queues: list[str]) -> None:
+    def __init__(
+        self,
+        presence: WorkerPresence,
+        hostname: str,
+        queues: list[str],
+        background: Background | None = None,
+    ) -> None:
         self.presence = presence
         self.hostname = hostname
         self.queues = queues
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="relay-presence", daemon=True)
+        owner = background if background is not None else Background()
+        self._job = owner.periodic("presence", self._announce, max(presence.ttl / 3, 0.5))
 
     def start(self) -> None:
         self.presence.announce(self.hostname, self.queues)
-        self._thread.start()
+        self._job.ensure()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)
+        self._job.stop(timeout=5)
         self.presence.withdraw(self.hostname)
 
-    def _run(self) -> None:
-        interval = max(self.presence.ttl / 3, 0.5)
-        while not self._stop.wait(interval):
-            try:
-                self.presence.announce(self.hostname, self.queues)
-            except redis.RedisError:
-                # Redis is briefly away; the next beat tries again before the key expires.
-                continue
+    def _announce(self) -> None:
+        try:
+            self.presence.announce(self.hostname, self.queues)
+        except redis.RedisError:
+            # Redis is briefly away; the next beat tries again before the key expires.
+            return

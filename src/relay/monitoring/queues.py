@@ -2,7 +2,7 @@
 
 On the Redis broker the monitor also reads the age of each queue's oldest message: kombu LPUSHes
 and BRPOPs, so the oldest waiting message is the list's tail (index -1). Its age comes from the
-``sent_at`` header that :func:`stamp_sent_at` adds at publish (or, for a message published
+``sent_at`` header that the ``SentAt`` task middleware adds at publish (or, for a message published
 without it, from its ``eta``). RabbitMQ cannot be peeked without consuming, so ages are unknown
 there (None) and only lengths are checked.
 """
@@ -19,21 +19,11 @@ from typing import Any
 import redis
 from kombu.exceptions import ChannelError
 
+from relay.catalog import queue_names
 from relay.monitoring.alerts import Alert, Severity
-from relay.tasks.catalog import queue_names
 
 SNAPSHOT_KEY = "relay:queues:snapshot"
 SENT_AT_HEADER = "sent_at"
-
-
-def stamp_sent_at(headers: dict[str, Any] | None = None, **_: Any) -> None:
-    """``before_task_publish`` receiver: record when a message was published (epoch seconds).
-
-    Overwrites an inherited value: a retry re-publishes with the request's headers, and its wait
-    in the queue starts now.
-    """
-    if headers is not None:
-        headers[SENT_AT_HEADER] = time.time()
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import redis
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from relay.extensions.batching import Batcher
+from relay.background import Background, Batcher
 
 COUNT_KEY = "relay:taskstats:count"
 DURATION_KEY = "relay:taskstats:duration"
@@ -31,13 +31,19 @@ def _add(old: list[float], new: list[float]) -> list[float]:
 class TaskStats:
     """Counts task outcomes and durations, flushed to Redis every ``interval`` seconds."""
 
-    def __init__(self, client: redis.Redis, interval: float = 0.5) -> None:
+    def __init__(
+        self, client: redis.Redis, interval: float = 0.5, *, background: Background | None = None
+    ) -> None:
         self.redis = client
         self._counts: Batcher[str, list[float]] = Batcher(
-            "task-counts", self._write_counts, interval=interval, merge=_add
+            "task-counts", self._write_counts, interval=interval, merge=_add, background=background
         )
         self._durations: Batcher[str, list[float]] = Batcher(
-            "task-durations", self._write_durations, interval=interval, merge=_add
+            "task-durations",
+            self._write_durations,
+            interval=interval,
+            merge=_add,
+            background=background,
         )
 
     def count(self, task: str, queue: str, state: str) -> None:

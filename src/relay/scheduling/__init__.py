@@ -1,8 +1,9 @@
 """Tenant isolation and fair scheduling.
 
 Producers call ``FairDispatcher.submit`` instead of ``send_task``; tasks run under
-``run_fairly``; beat calls ``tick``. See ``dispatcher`` for the flow and ``tenant_queue`` for the
-guarantees (no double release, no lost item, never more than N slots per tenant and task type).
+``run_fairly``; beat calls ``FairDispatcher.tick``. See ``dispatcher`` for the flow and
+``tenant_queue`` for the guarantees (no double release, no lost item, never more than N slots
+per tenant and task type).
 """
 
 from __future__ import annotations
@@ -27,15 +28,7 @@ if TYPE_CHECKING:
     )
     from relay.scheduling.fairshare import FairShare, jain_index, shares
     from relay.scheduling.fairshare_redis import RedisFairShare
-    from relay.scheduling.hooks import (
-        on_task_done,
-        register_scheduling_metrics,
-        run_fairly,
-        scheduler_of,
-        scheduling_settings,
-        tenant_snapshot,
-        tick,
-    )
+    from relay.scheduling.gate import run_fairly
     from relay.scheduling.metrics import SchedulingCollector, register_metrics
     from relay.scheduling.settings import SchedulingSettings
     from relay.scheduling.tenant_queue import (
@@ -72,13 +65,7 @@ _EXPORTS: dict[str, str] = {
     "jain_index": "relay.scheduling.fairshare",
     "shares": "relay.scheduling.fairshare",
     "RedisFairShare": "relay.scheduling.fairshare_redis",
-    "on_task_done": "relay.scheduling.hooks",
-    "register_scheduling_metrics": "relay.scheduling.hooks",
-    "run_fairly": "relay.scheduling.hooks",
-    "scheduler_of": "relay.scheduling.hooks",
-    "scheduling_settings": "relay.scheduling.hooks",
-    "tenant_snapshot": "relay.scheduling.hooks",
-    "tick": "relay.scheduling.hooks",
+    "run_fairly": "relay.scheduling.gate",
     "SchedulingCollector": "relay.scheduling.metrics",
     "register_metrics": "relay.scheduling.metrics",
     "SchedulingSettings": "relay.scheduling.settings",
@@ -107,10 +94,6 @@ __all__ = [
     "TickReport",
     "ticket_of",
     "run_fairly",
-    "on_task_done",
-    "scheduler_of",
-    "scheduling_settings",
-    "tick",
     # state machine
     "TenantQueue",
     "RedisTenantQueue",
@@ -140,8 +123,6 @@ __all__ = [
     # visibility
     "SchedulingCollector",
     "register_metrics",
-    "register_scheduling_metrics",
-    "tenant_snapshot",
 ]
 
 

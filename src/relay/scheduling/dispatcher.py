@@ -21,22 +21,21 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from relay.adapters.publisher import TaskPublisher
+from relay.background import Background
+from relay.catalog import task_spec
 from relay.config import Plan, TenancySettings
 from relay.scheduling.leases import HeldLease, LeaseRenewer
 from relay.scheduling.settings import SchedulingSettings
 from relay.scheduling.tenant_queue import (
     NewItem,
     Outcome,
-    RedisTenantQueue,
     Release,
     StartStatus,
     TenantQueue,
 )
-
-if TYPE_CHECKING:
-    from relay.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -141,31 +140,22 @@ class FairDispatcher:
     def __init__(
         self,
         queue: TenantQueue,
-        celery: Any,
+        publisher: TaskPublisher,
         settings: SchedulingSettings,
         tenancy: TenancySettings,
         *,
         clock: Callable[[], float] = time.monotonic,
+        background: Background | None = None,
     ) -> None:
         self.queue = queue
-        self.celery = celery
+        self.publisher = publisher
         self.settings = settings
         self.tenancy = tenancy
         self.clock = clock
-        self.renewer = LeaseRenewer(queue, settings.lease_ttl / 3)
+        self.renewer = LeaseRenewer(queue, settings.lease_ttl / 3, background=background)
         self._active: dict[str, FairTicket] = {}
         self._lock = threading.Lock()
         self._last_tick = clock()
-
-    @classmethod
-    def from_runtime(cls, runtime: Runtime, settings: SchedulingSettings) -> FairDispatcher:
-        """A dispatcher on the runtime's Redis and Celery app."""
-        return cls(
-            RedisTenantQueue(runtime.redis, settings),
-            runtime.celery,
-            settings,
-            runtime.settings.tenancy,
-        )
 
     # --- producers -----------------------------------------------------------------------------
 
@@ -192,8 +182,6 @@ class FairDispatcher:
         """
         plan = Plan(plan)
         if queue is None:
-            from relay.tasks.catalog import task_spec  # the catalogue is data, imported late
-
             queue = task_spec(task_name).queue
         task_id = task_id or str(uuid.uuid4())
         item = NewItem(
@@ -344,7 +332,7 @@ class FairDispatcher:
         headers.setdefault(TENANT_HEADER, release.tenant)
         headers[HEADER] = ticket.header()
         try:
-            self.celery.send_task(
+            self.publisher.send_task(
                 body["task"],
                 args=body["args"],
                 kwargs=body["kwargs"],

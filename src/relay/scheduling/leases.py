@@ -8,11 +8,11 @@ the heartbeat dies with it and the slots are reclaimed by the next tick.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections import defaultdict
 from dataclasses import dataclass
 
+from relay.background import Background
 from relay.scheduling.tenant_queue import TenantQueue
 
 log = logging.getLogger(__name__)
@@ -30,28 +30,22 @@ class HeldLease:
 class LeaseRenewer:
     """Renews held leases in the background (started lazily, restarted after a fork)."""
 
-    def __init__(self, queue: TenantQueue, interval: float) -> None:
+    def __init__(
+        self, queue: TenantQueue, interval: float, *, background: Background | None = None
+    ) -> None:
         self.queue = queue
         self.interval = interval
         self._held: dict[str, HeldLease] = {}
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._pid = 0
+        owner = background if background is not None else Background()
+        self._job = owner.periodic("lease-renewer", self._renew, interval)
         self.lost: list[str] = []  # ids whose lease was gone at renewal (last few, for tests)
 
     def hold(self, lease: HeldLease) -> None:
         """Start renewing ``lease``."""
         with self._lock:
             self._held[lease.task_id] = lease
-            # A thread started before a (prefork) fork does not exist in the child.
-            if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
-                self._stop.clear()
-                self._pid = os.getpid()
-                self._thread = threading.Thread(
-                    target=self._loop, name="relay-lease-renewer", daemon=True
-                )
-                self._thread.start()
+        self._job.ensure()
 
     def drop(self, task_id: str) -> None:
         """Stop renewing the lease of ``task_id``."""
@@ -87,15 +81,11 @@ class LeaseRenewer:
 
     def stop(self) -> None:
         """Stop the thread (leases then lapse after ``lease_ttl``)."""
-        self._stop.set()
-        thread, self._thread = self._thread, None
-        if thread is not None and thread.is_alive() and thread is not threading.current_thread():
-            thread.join(self.interval + 1)
+        self._job.stop()
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.renew_now()
-            except Exception:
-                # Redis blips are retried by redis-py; anything left is logged and retried.
-                log.exception("lease renewal failed", extra={"action": "scheduling.renew_failed"})
+    def _renew(self) -> None:
+        try:
+            self.renew_now()
+        except Exception:
+            # Redis blips are retried by redis-py; anything left is logged and retried.
+            log.exception("lease renewal failed", extra={"action": "scheduling.renew_failed"})

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
+from relay.catalog import WORKFLOW_QUEUE_BY_PLAN
 from relay.config import Plan
 from relay.scheduling.dispatcher import FairDispatcher, FairTicket
 from relay.scheduling.settings import SchedulingSettings
@@ -30,8 +31,6 @@ class SliceController(Protocol):
 
 def workflow_queue(plan: Plan) -> str:
     """The workflow queue of ``plan`` (from the task catalogue)."""
-    from relay.tasks.catalog import WORKFLOW_QUEUE_BY_PLAN  # data only, imported late
-
     return WORKFLOW_QUEUE_BY_PLAN[plan]
 
 

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from relay.errors import BadRequest, Conflict, NotFound, RelayError
 from relay.runtime import Runtime
 from relay.services.pagination import MAX_LIMIT, Page, PageParams
-from relay.tasks.deadletter import DeadLetters, DeadLetterView
+from relay.worker.deadletter import DeadLetters, DeadLetterView
 
 NOT_FOUND = "dead letter not found"
 

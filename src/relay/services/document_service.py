@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from relay import catalog
 from relay.config import Plan
 from relay.errors import BadRequest, NotFound, RelayError
 from relay.events import signals
@@ -43,7 +44,7 @@ MAX_DOCUMENT_BYTES = 1024 * 1024
 """Largest document accepted, in bytes of UTF-8 text as uploaded."""
 MAX_BATCH_DELETE = 100
 """Most documents one batch delete may name."""
-BATCH_CLEAN = "relay.dataset.batch_clean_documents"
+BATCH_CLEAN = catalog.BATCH_CLEAN_DOCUMENTS.name
 
 
 class DocumentTooLarge(RelayError):

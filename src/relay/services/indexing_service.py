@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from relay import catalog
 from relay.errors import BadRequest, Conflict
 from relay.events.handlers.document_indexing import INDEX_DOCUMENTS, enqueue_dataset_task
 from relay.models import DocumentStatusLog, IndexingStatus
@@ -44,9 +45,9 @@ from relay.services.document_status import (
     transition,
 )
 
-RETRY_INDEXING = "relay.dataset.retry_document_indexing"
-ADD_TO_INDEX = "relay.dataset.add_document_to_index"
-REMOVE_FROM_INDEX = "relay.dataset.remove_document_from_index"
+RETRY_INDEXING = catalog.RETRY_DOCUMENT_INDEXING.name
+ADD_TO_INDEX = catalog.ADD_DOCUMENT_TO_INDEX.name
+REMOVE_FROM_INDEX = catalog.REMOVE_DOCUMENT_FROM_INDEX.name
 MAX_RETRY = 100
 
 

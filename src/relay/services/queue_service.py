@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from relay import catalog
 from relay.errors import QueueCheckError
 from relay.monitoring.queues import QueueMonitor
 from relay.runtime import Runtime
-from relay.tasks import catalog
 
 
 @dataclass(frozen=True)

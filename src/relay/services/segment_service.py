@@ -1,6 +1,6 @@
 """Searching a dataset's segments by keywords: the API's search and the workflow's index.
 
-Both read the SQL keyword index that document indexing builds (``relay.tasks.keyword_index``):
+Both read the SQL keyword index that document indexing builds (``relay.services.keyword_index``):
 a segment ranks by how many distinct query terms it contains. ``SqlKnowledgeIndex`` is the
 ``relay.workflow.knowledge.KnowledgeIndex`` for the knowledge-retrieval node, scoring a segment
 as the share of the query's terms it contains (0..1).
@@ -12,10 +12,10 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from relay.extensions.ext_db import Database
+from relay.adapters.sql import Database
 from relay.runtime import Runtime
 from relay.services.dataset_service import require_dataset
-from relay.tasks.keyword_index import SegmentMatch, search_segments, tokenize
+from relay.services.keyword_index import SegmentMatch, search_segments, tokenize
 from relay.workflow.knowledge import RetrievedSegment
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from celery.exceptions import TimeoutError as ResultTimeout
 from celery.result import AsyncResult
 
+from relay import catalog
 from relay.errors import BadRequest, NotFound
 from relay.runtime import Runtime
 
@@ -44,7 +45,7 @@ class TaskService:
         self.runtime.redis.set(
             _ISSUED + task_id, "1", ex=self.runtime.settings.celery.result_expires
         )
-        self.runtime.celery.send_task("relay.ping", args=[message], task_id=task_id)
+        self.runtime.celery.send_task(catalog.PING.name, args=[message], task_id=task_id)
         return task_id
 
     def get(self, task_id: str, wait: float = 0.0) -> TaskView:

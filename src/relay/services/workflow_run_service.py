@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from relay.catalog import WORKFLOW_QUEUE_BY_PLAN
 from relay.config import Plan
 from relay.errors import BadRequest, Conflict, NotFound
 from relay.models import (
@@ -34,7 +35,7 @@ from relay.models import (
 from relay.runtime import Runtime
 from relay.scheduling.admission import RedisAdmission
 from relay.services.app_service import require_app
-from relay.services.run_streams import RUN_TASK, RunJob, RunStreams, end_user_id
+from relay.services.run_streams import RUN_TASK, RunJob, end_user_id
 from relay.streaming import (
     START,
     AppQueueEvent,
@@ -49,7 +50,6 @@ from relay.streaming.queue_events import (
     WorkflowPartialSucceededEvent,
     WorkflowSucceededEvent,
 )
-from relay.tasks.catalog import WORKFLOW_QUEUE_BY_PLAN
 from relay.workflow import (
     GraphValidationError,
     WorkflowError,
@@ -225,7 +225,7 @@ class WorkflowRunService:
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
-        self.streams = RunStreams.of(runtime)
+        self.streams = runtime.streams
 
     # --- starting -------------------------------------------------------------------------------
 

@@ -52,6 +52,7 @@ from relay.streaming.run_control import (
     RedisRunControl,
     RunControl,
 )
+from relay.streaming.streams import RunStreams
 
 __all__ = [
     # events
@@ -82,6 +83,7 @@ __all__ = [
     "Claim",
     "RedisRunControl",
     "InMemoryRunControl",
+    "RunStreams",
     # framing
     "sse",
     # errors

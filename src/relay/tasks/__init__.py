@@ -1,1 +1,2 @@
-"""Celery tasks: the catalogue, the ``RelayTask`` base and one module per domain."""
+"""Domain tasks, one module per domain (indexing, cleanup, mail, ops traces, workflow runs,
+retention, the reaper), each declared with ``relay_task`` from its catalogue row."""

@@ -18,10 +18,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from celery import shared_task
 from sqlalchemy import ColumnElement, CursorResult, delete, select
 
-from relay.extensions.ext_db import Database
+from relay import catalog
+from relay.adapters.sql import Database
 from relay.models import (
     App,
     AppDatasetJoin,
@@ -33,15 +33,15 @@ from relay.models import (
     WorkflowNodeExecution,
     WorkflowRun,
 )
-from relay.tasks.base import RelayTask
-from relay.tasks.retry import FatalTaskError
+from relay.retry import FatalTaskError
+from relay.tasks.base import RelayTask, relay_task
 
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 500
 
 
-@shared_task(name="relay.app_deletion.remove_app", base=RelayTask, bind=True)
+@relay_task(catalog.REMOVE_APP)
 def remove_app(
     self: RelayTask, tenant_id: str, app_id: str, batch_size: int = BATCH_SIZE
 ) -> dict[str, int]:

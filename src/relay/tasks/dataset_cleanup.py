@@ -16,9 +16,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from celery import shared_task
 from sqlalchemy import CursorResult, delete, select
 
+from relay import catalog
 from relay.models import (
     AppDatasetJoin,
     Dataset,
@@ -28,7 +28,7 @@ from relay.models import (
     SegmentKeyword,
 )
 from relay.services.document_status import pause_key
-from relay.tasks.base import RelayTask
+from relay.tasks.base import RelayTask, relay_task
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ def _count(result: Any) -> int:
     return int(result.rowcount) if isinstance(result, CursorResult) else 0
 
 
-@shared_task(name="relay.dataset.clean_dataset", base=RelayTask, bind=True)
+@relay_task(catalog.CLEAN_DATASET)
 def clean_dataset(self: RelayTask, tenant_id: str, dataset_id: str) -> dict[str, Any]:
     """Delete a deleted dataset's segments, documents and app joins; returns the counts."""
     self.require_tenant(tenant_id)
@@ -87,7 +87,7 @@ def clean_dataset(self: RelayTask, tenant_id: str, dataset_id: str) -> dict[str,
         }
 
 
-@shared_task(name="relay.dataset.clean_document", base=RelayTask, bind=True)
+@relay_task(catalog.CLEAN_DOCUMENT)
 def clean_document(
     self: RelayTask, tenant_id: str, dataset_id: str, document_id: str
 ) -> dict[str, Any]:
@@ -99,7 +99,7 @@ def clean_document(
     return {"segments": result["segments"]} if "segments" in result else result
 
 
-@shared_task(name="relay.dataset.batch_clean_documents", base=RelayTask, bind=True)
+@relay_task(catalog.BATCH_CLEAN_DOCUMENTS)
 def batch_clean_documents(
     self: RelayTask, tenant_id: str, dataset_id: str, document_ids: list[str]
 ) -> dict[str, Any]:

@@ -12,12 +12,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from celery import shared_task
 from sqlalchemy import select, update
 
+from relay import catalog
 from relay.models import Document, DocumentSegment, IndexingStatus
-from relay.tasks.base import RelayTask
-from relay.tasks.keyword_index import rebuild_keywords, remove_keywords
+from relay.services.keyword_index import rebuild_keywords, remove_keywords
+from relay.tasks.base import RelayTask, relay_task
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def _set_segments_enabled(session: Any, document: Document, enabled: bool) -> No
     )
 
 
-@shared_task(name="relay.dataset.add_document_to_index", base=RelayTask, bind=True)
+@relay_task(catalog.ADD_DOCUMENT_TO_INDEX)
 def add_document_to_index(
     self: RelayTask, tenant_id: str, dataset_id: str, document_id: str
 ) -> dict[str, Any]:
@@ -72,7 +72,7 @@ def add_document_to_index(
     return {"keywords": keywords}
 
 
-@shared_task(name="relay.dataset.remove_document_from_index", base=RelayTask, bind=True)
+@relay_task(catalog.REMOVE_DOCUMENT_FROM_INDEX)
 def remove_document_from_index(
     self: RelayTask, tenant_id: str, dataset_id: str, document_id: str
 ) -> dict[str, Any]:

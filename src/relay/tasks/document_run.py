@@ -23,9 +23,7 @@ from relay.models import (
     new_id,
     utcnow,
 )
-from relay.services.document_status import MAX_REASON_CHARS, pause_key, transition
-from relay.tasks.base import RelayTask
-from relay.tasks.dataset_text import (
+from relay.services.dataset_text import (
     TextFormat,
     clean_text,
     detect_format,
@@ -33,7 +31,9 @@ from relay.tasks.dataset_text import (
     split_text,
     word_count,
 )
-from relay.tasks.keyword_index import add_keywords, remove_keywords, tokenize
+from relay.services.document_status import MAX_REASON_CHARS, pause_key, transition
+from relay.services.keyword_index import add_keywords, remove_keywords, tokenize
+from relay.tasks.base import RelayTask
 
 log = logging.getLogger(__name__)
 

@@ -24,17 +24,17 @@ from __future__ import annotations
 
 import logging
 
-from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy import func, select
 
+from relay import catalog
 from relay.config import Plan
 from relay.models import Document, IndexingStatus, Tenant
 from relay.services.document_status import IN_PROGRESS, transition
 from relay.services.plan_limits import check_limits
-from relay.tasks.base import RelayTask
+from relay.tasks.base import RelayTask, relay_task
 from relay.tasks.document_run import DocumentRun
-from relay.tasks.lifecycle import ran_out_of_time
+from relay.worker.lifecycle import ran_out_of_time
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ OUT_OF_TIME = "ran out of time"
 NOT_REACHED = "not indexed: the task ran out of time before reaching this document"
 
 
-@shared_task(name="relay.dataset.index_documents", base=RelayTask, bind=True)
+@relay_task(catalog.INDEX_DOCUMENTS)
 def index_documents(
     self: RelayTask,
     tenant_id: str,
@@ -57,7 +57,7 @@ def index_documents(
     return _index_batch(self, tenant_id, dataset_id, list(dict.fromkeys(document_ids)), upload)
 
 
-@shared_task(name="relay.dataset.retry_document_indexing", base=RelayTask, bind=True)
+@relay_task(catalog.RETRY_DOCUMENT_INDEXING)
 def retry_document_indexing(
     self: RelayTask, tenant_id: str, dataset_id: str, document_ids: list[str]
 ) -> dict[str, str]:

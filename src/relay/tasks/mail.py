@@ -22,17 +22,16 @@ from email.message import EmailMessage
 from email.utils import make_msgid
 from typing import Any
 
-from celery import shared_task
-
+from relay import catalog
 from relay.config import MailSettings
-from relay.tasks.base import RelayTask
-from relay.tasks.dataset_text import html_to_text
-from relay.tasks.retry import FatalTaskError, RetryableTaskError
+from relay.retry import FatalTaskError, RetryableTaskError
+from relay.services.dataset_text import html_to_text
+from relay.tasks.base import RelayTask, relay_task
 
 log = logging.getLogger(__name__)
 
 
-@shared_task(name="relay.mail.send", base=RelayTask, bind=True)
+@relay_task(catalog.SEND_MAIL)
 def send_mail(
     self: RelayTask,
     to: str | list[str],

@@ -4,25 +4,25 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from celery import shared_task
 from sqlalchemy import CursorResult, delete
 
+from relay import catalog
 from relay.models import OutboxMessage, OutboxStatus, ProcessedKey, TaskRecord, utcnow
-from relay.resilience.reaper import Reaper
-from relay.tasks.base import RelayTask
+from relay.tasks.base import RelayTask, relay_task
+from relay.tasks.reaper import Reaper
 
 # A duplicate can only arrive while its message may still be redelivered; a week is far beyond
 # the visibility timeout and the reaper's resend window.
 KEEP_BOOKKEEPING = timedelta(days=7)
 
 
-@shared_task(name="relay.maintenance.reap", base=RelayTask, bind=True)
+@relay_task(catalog.REAP)
 def reap(self: RelayTask) -> dict[str, int]:
     """Requeue or bury tasks of dead workers, resend lost messages, restart stuck indexing."""
     return Reaper(self.runtime).run().as_dict()
 
 
-@shared_task(name="relay.maintenance.purge", base=RelayTask, bind=True)
+@relay_task(catalog.PURGE)
 def purge(self: RelayTask) -> dict[str, int]:
     """Delete sent outbox rows, processed keys and finished task records older than a week."""
     cutoff = utcnow() - KEEP_BOOKKEEPING

@@ -11,12 +11,11 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from celery import shared_task
-
+from relay import catalog
 from relay.monitoring.alerts import AlertManager
 from relay.monitoring.presence import WorkerPresence
 from relay.monitoring.queues import QueueMonitor, QueueThresholds, evaluate
-from relay.tasks.base import RelayTask
+from relay.tasks.base import RelayTask, relay_task
 
 if TYPE_CHECKING:
     from relay.runtime import Runtime
@@ -44,7 +43,7 @@ def check_queues(runtime: Runtime, alerts: AlertManager | None = None) -> dict[s
     }
 
 
-@shared_task(name="relay.monitor.snapshot_queues", base=RelayTask, bind=True)
+@relay_task(catalog.SNAPSHOT_QUEUES)
 def snapshot_queues(self: RelayTask) -> dict[str, Any]:
     """Record each queue's length and oldest age under ``relay:queues:snapshot``; alert."""
     return check_queues(self.runtime)

@@ -26,14 +26,14 @@ from typing import Any
 
 import httpx
 import redis
-from celery import shared_task
 from sqlalchemy.exc import IntegrityError
 
+from relay import catalog
+from relay.adapters.sql import Database
 from relay.config import OpsTraceSettings
-from relay.extensions.ext_db import Database
 from relay.models import OpsTrace, OpsTraceStatus, Tenant, utcnow
-from relay.tasks.base import RelayTask
-from relay.tasks.retry import FatalTaskError, RetryableTaskError
+from relay.retry import FatalTaskError, RetryableTaskError
+from relay.tasks.base import RelayTask, relay_task
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ class _Stored:
     document: dict[str, Any]
 
 
-@shared_task(name="relay.ops_trace.deliver", base=RelayTask, bind=True)
+@relay_task(catalog.DELIVER_OPS_TRACE)
 def deliver_trace(
     self: RelayTask, tenant_id: str, app_id: str, trace_type: str, payload: dict[str, Any]
 ) -> dict[str, Any]:

@@ -8,12 +8,11 @@ task's idempotency key makes the duplicate a no-op.
 
 from __future__ import annotations
 
-from celery import shared_task
+from relay import catalog
+from relay.tasks.base import RelayTask, relay_task
 
-from relay.tasks.base import RelayTask
 
-
-@shared_task(name="relay.outbox.relay_pending", base=RelayTask, bind=True)
+@relay_task(catalog.RELAY_OUTBOX)
 def relay_pending(self: RelayTask) -> int:
     """Republish committed-but-unpublished outbox rows; returns how many were sent."""
     runtime = self.runtime

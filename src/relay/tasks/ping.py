@@ -6,18 +6,17 @@ import os
 import socket
 from typing import Any
 
-from celery import shared_task
+from relay import catalog
+from relay.tasks.base import RelayTask, relay_task
 
-from relay.tasks.base import RelayTask
 
-
-@shared_task(name="relay.ping", base=RelayTask, bind=True)
+@relay_task(catalog.PING)
 def ping(self: RelayTask, message: str = "ping") -> dict[str, Any]:
     """Answer with the message, the worker's host and process, proving the broker path works."""
     return {"pong": message, "worker": socket.gethostname(), "pid": os.getpid()}
 
 
-@shared_task(name="relay.canary", base=RelayTask, bind=True)
+@relay_task(catalog.CANARY)
 def canary(self: RelayTask, label: str = "canary") -> bool:
     """Apply a trivial effect once per idempotency key; returns False for a duplicate delivery.
 

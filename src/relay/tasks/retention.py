@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from celery import shared_task
 from sqlalchemy import ColumnElement, Select, delete, exists, select, update
 from sqlalchemy.orm import InstrumentedAttribute
 
+from relay import catalog
+from relay.adapters.sql import Database
 from relay.config import Plan, RetentionSettings
-from relay.extensions.ext_db import Database
 from relay.models import (
     AppDatasetJoin,
     Dataset,
@@ -33,7 +33,7 @@ from relay.models import (
     WorkflowRun,
     utcnow,
 )
-from relay.tasks.base import RelayTask
+from relay.tasks.base import RelayTask, relay_task
 
 log = logging.getLogger(__name__)
 
@@ -284,19 +284,19 @@ def _cleaner(task: RelayTask) -> RetentionCleaner:
     )
 
 
-@shared_task(name="relay.retention.clean_unused_datasets", base=RelayTask, bind=True)
+@relay_task(catalog.CLEAN_UNUSED_DATASETS)
 def clean_unused_datasets(self: RelayTask) -> dict[str, Any]:
     """Disable the documents of datasets idle past their plan's day count."""
     return _cleaner(self).disable_unused_datasets().as_dict()
 
 
-@shared_task(name="relay.retention.clean_messages", base=RelayTask, bind=True)
+@relay_task(catalog.CLEAN_MESSAGES)
 def clean_messages(self: RelayTask) -> dict[str, Any]:
     """Delete messages past their plan's retention."""
     return _cleaner(self).delete_old_messages().as_dict()
 
 
-@shared_task(name="relay.retention.clean_workflow_runs", base=RelayTask, bind=True)
+@relay_task(catalog.CLEAN_WORKFLOW_RUNS)
 def clean_workflow_runs(self: RelayTask) -> dict[str, Any]:
     """Delete workflow runs and their node executions past their plan's retention."""
     return _cleaner(self).delete_old_workflow_runs().as_dict()

@@ -6,14 +6,12 @@ Dispatch happens when work is submitted and when tasks end; the tick reclaims ex
 
 from __future__ import annotations
 
-from celery import shared_task
-
-from relay.scheduling.hooks import tick
-from relay.tasks.base import RelayTask
+from relay import catalog
+from relay.tasks.base import RelayTask, relay_task
 
 
-@shared_task(name="relay.scheduling.tick", base=RelayTask, bind=True)
+@relay_task(catalog.SCHEDULING_TICK)
 def scheduling_tick(self: RelayTask) -> dict[str, int]:
     """Reclaim expired slots and release what they were holding back."""
-    report = tick(self.runtime)
+    report = self.runtime.dispatcher.tick()
     return {"reclaimed": report.reclaimed, "released": report.released, "lost": len(report.lost)}

@@ -22,20 +22,21 @@ from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from celery import shared_task
-
+from relay import catalog
+from relay.catalog import WORKFLOW_QUEUE_BY_PLAN
 from relay.config import Plan
+from relay.errors import QuotaExceeded
 from relay.events.handlers.tenant_plan import plan_key
 from relay.models import Tenant, WorkflowRun
+from relay.retry import FatalTaskError
 from relay.scheduling.dispatcher import ticket_of
-from relay.scheduling.hooks import scheduler_of
 from relay.scheduling.timeslice import (
     TenantSliceController,
     TimeSlicePolicy,
     requeue_continuation,
 )
 from relay.services.chat_service import ChatService
-from relay.services.run_streams import RunJob, RunStreams, end_with_error
+from relay.services.run_streams import RunJob, end_with_error
 from relay.services.segment_service import SqlKnowledgeIndex
 from relay.streaming import (
     AppQueueManager,
@@ -47,9 +48,7 @@ from relay.streaming import (
     StopEvent,
     to_queue_event,
 )
-from relay.tasks.base import RelayTask
-from relay.tasks.catalog import WORKFLOW_QUEUE_BY_PLAN
-from relay.tasks.retry import FatalTaskError
+from relay.tasks.base import RelayTask, relay_task
 from relay.tasks.workflow_run_store import QueuedRunStore
 from relay.workflow import (
     CodeSandboxConfig,
@@ -115,7 +114,7 @@ def slice_layers(runtime: Runtime, job: RunJob) -> list[GraphEngineLayer]:
     """The time slice: past its plan's slice, with another tenant waiting on the same workflow
     queue, the run pauses at the next node boundary (checkpointed) and is resubmitted."""
     plan = _tenant_plan(runtime, job.tenant_id)
-    policy = TimeSlicePolicy(scheduler_of(runtime).queue, runtime.settings.scheduling)
+    policy = TimeSlicePolicy(runtime.dispatcher.queue, runtime.settings.scheduling)
     controller = TenantSliceController(
         policy, job.tenant_id, plan, queue=WORKFLOW_QUEUE_BY_PLAN[plan]
     )
@@ -134,7 +133,7 @@ def _tenant_plan(runtime: Runtime, tenant_id: str) -> Plan:
 def _continue_later(task: RelayTask, run_id: str, job: RunJob) -> None:
     """Resubmit a paused run through the fair scheduler; it resumes from its checkpoint."""
     runtime = task.runtime
-    dispatcher = scheduler_of(runtime)
+    dispatcher = runtime.dispatcher
     plan = _tenant_plan(runtime, job.tenant_id)
     args = [run_id, job.model_dump(mode="json")]
     continuation = f"{task.request.id}:next"  # deterministic: a redelivery submits nothing new
@@ -157,7 +156,7 @@ def _continue_later(task: RelayTask, run_id: str, job: RunJob) -> None:
 # --- the task ---------------------------------------------------------------------------------
 
 
-@shared_task(name="relay.workflow.run", base=RelayTask, bind=True)
+@relay_task(catalog.RUN_WORKFLOW)
 def run_workflow(self: RelayTask, run_id: str, job: dict[str, Any]) -> dict[str, Any]:
     """Run (or continue) workflow run ``run_id``; returns ``{"run_id", "outcome"}``."""
     try:
@@ -232,7 +231,7 @@ class WorkflowRunner:
         self.run_id = run_id
         self.job = job
         self.extra_layers = list(extra_layers)
-        self.streams = RunStreams.of(runtime)
+        self.streams = runtime.streams
         self.settings = runtime.settings
         self.store = QueuedRunStore(
             runtime, self.streams.control, self.settings.streaming.checkpoint_ttl
@@ -391,8 +390,6 @@ class WorkflowRunner:
         self._answered(manager, event)
 
     def _answered(self, manager: AppQueueManager, event: GraphEngineEvent) -> None:
-        from relay.errors import QuotaExceeded
-
         job = self.job
         assert job.conversation_id is not None
         assert job.query is not None

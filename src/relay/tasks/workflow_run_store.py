@@ -23,8 +23,10 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
-from relay.models import WorkflowNodeExecution, WorkflowRun
+from relay import catalog
+from relay.models import WorkflowNodeExecution, WorkflowRun, utcnow
 from relay.streaming import RunControl
+from relay.tasks.workflow_storage import store_run
 from relay.workflow import (
     NodeExecutionRecord,
     RunCheckpoint,
@@ -37,8 +39,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SAVE_RUN = "relay.workflow_storage.save_run"
-SAVE_NODE = "relay.workflow_storage.save_node_execution"
+SAVE_RUN = catalog.SAVE_WORKFLOW_RUN.name
+SAVE_NODE = catalog.SAVE_NODE_EXECUTION.name
 _ID_LENGTH = 36
 
 
@@ -151,14 +153,10 @@ class QueuedRunStore:
 
     def mark_stopped(self, record: WorkflowRunRecord, reason: str) -> None:
         """Record a run stopped between slices (its last slice ended paused)."""
-        from relay.models import utcnow
-
         self.save_run(replace(record, status=RUN_STOPPED, error=reason, finished_at=utcnow()))
 
     def _apply_now(self, payload: dict[str, Any]) -> None:
-        from relay.tasks.workflow_storage import save_run
-
-        save_run(payload)
+        store_run(self.runtime.db, payload)
 
     def _enqueue(self, task: str, payload: dict[str, Any], tenant_id: str) -> None:
         with self.runtime.db.transaction() as session:

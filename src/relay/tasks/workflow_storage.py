@@ -23,12 +23,13 @@ import logging
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
-from celery import shared_task
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 from pydantic import field_validator as validator
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from relay import catalog
+from relay.adapters.sql import Database
 from relay.models import (
     CreatorRole,
     NodeExecutionStatus,
@@ -39,8 +40,8 @@ from relay.models import (
     WorkflowRunTriggeredFrom,
     utcnow,
 )
-from relay.tasks.base import RelayTask
-from relay.tasks.retry import FatalTaskError, RetryableTaskError
+from relay.retry import FatalTaskError, RetryableTaskError
+from relay.tasks.base import RelayTask, relay_task
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +128,7 @@ def node_version(status: str, finished_at: datetime | None) -> Version:
     return (rank, finished_at or _EARLIEST, 0)
 
 
-@shared_task(name="relay.workflow_storage.save_run", base=RelayTask, bind=True)
+@relay_task(catalog.SAVE_WORKFLOW_RUN)
 def save_run(self: RelayTask, run: dict[str, Any]) -> dict[str, str]:
     """Upsert a workflow run snapshot; returns ``{"id", "outcome"}`` with outcome ``inserted``,
     ``updated`` or ``ignored`` (older than the stored run), or ``{"skipped": "duplicate"}``."""
@@ -141,7 +142,7 @@ def save_run(self: RelayTask, run: dict[str, Any]) -> dict[str, str]:
     return {"id": snapshot.id, "outcome": outcome}
 
 
-@shared_task(name="relay.workflow_storage.save_node_execution", base=RelayTask, bind=True)
+@relay_task(catalog.SAVE_NODE_EXECUTION)
 def save_node_execution(self: RelayTask, execution: dict[str, Any]) -> dict[str, str]:
     """Upsert a node execution snapshot; same outcomes as ``save_run``."""
     snapshot = _parse(NodeExecutionSnapshot, execution)
@@ -152,6 +153,18 @@ def save_node_execution(self: RelayTask, execution: dict[str, Any]) -> dict[str,
         outcome = _upsert_node(session, snapshot)
     _log(self.name, snapshot.id, outcome)
     return {"id": snapshot.id, "outcome": outcome}
+
+
+def store_run(db: Database, run: dict[str, Any]) -> str:
+    """Upsert a run snapshot now, in a transaction of its own (the outcome, as ``save_run``).
+
+    For the worker that ran the run: its final state is written at once, not queued.
+    """
+    snapshot = _parse(RunSnapshot, run)
+    with db.transaction() as session:
+        outcome = _upsert_run(session, snapshot)
+    _log(catalog.SAVE_WORKFLOW_RUN.name, snapshot.id, outcome)
+    return outcome
 
 
 S = TypeVar("S", bound=_Snapshot)

@@ -10,17 +10,20 @@ import os
 import time
 from typing import Any
 
-from relay.app_factory import create_runtime
+from relay.composition import create_runtime
 from relay.config import load_settings
 from relay.scheduling.dispatcher import FairDispatcher
-from relay.scheduling.hooks import run_fairly
+from relay.scheduling.gate import run_fairly
 from relay.scheduling.settings import SchedulingSettings
+from relay.scheduling.tenant_queue import RedisTenantQueue
 
 PREFIX = os.environ["FAIR_PREFIX"]
 runtime = create_runtime(load_settings())
 celery = runtime.celery
 settings = SchedulingSettings(key_prefix=PREFIX, lease_ttl=float(os.environ["FAIR_LEASE_TTL"]))
-dispatcher = FairDispatcher.from_runtime(runtime, settings)
+dispatcher = FairDispatcher(
+    RedisTenantQueue(runtime.redis, settings), celery, settings, runtime.settings.tenancy
+)
 
 
 @celery.task(name="tests.fair_job", bind=True)

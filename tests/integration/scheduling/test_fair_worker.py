@@ -11,7 +11,7 @@ from typing import Any
 from relay.config import Plan, TenancySettings
 from relay.runtime import Runtime
 from relay.scheduling.dispatcher import FairDispatcher
-from relay.scheduling.hooks import run_fairly
+from relay.scheduling.gate import run_fairly
 from relay.scheduling.settings import SchedulingSettings
 from relay.scheduling.tenant_queue import RedisTenantQueue
 from tests.conftest import run_worker

@@ -10,7 +10,7 @@ from typing import Any
 
 from relay.runtime import Runtime
 from relay.services.app_service import AppService
-from relay.services.run_streams import RunJob, RunStreams
+from relay.services.run_streams import RunJob
 from relay.services.tenant_service import TenantService
 from relay.services.workflow_run_service import WorkflowRunService
 from relay.streaming import START, parse_queue_event
@@ -34,7 +34,7 @@ def _start(runtime: Runtime) -> tuple[str, RunJob]:
 
 
 def _events(runtime: Runtime, run_id: str) -> list[tuple[str, bool, dict[str, Any]]]:
-    entries = RunStreams.of(runtime).channel.read(run_id, START, count=10_000)
+    entries = runtime.streams.channel.read(run_id, START, count=10_000)
     return [(e.event, e.final, parse_queue_event(e.data).model_dump()) for e in entries]
 
 

@@ -11,7 +11,7 @@ from celery.exceptions import Ignore, Retry
 
 from relay.config import Plan, TenancySettings
 from relay.scheduling.dispatcher import HEADER, FairDispatcher, FairTicket, ticket_of
-from relay.scheduling.hooks import _seconds, run_fairly
+from relay.scheduling.gate import _seconds, run_fairly
 from relay.scheduling.settings import SchedulingSettings
 from relay.scheduling.tenant_queue import Outcome
 from relay.scheduling.tenant_queue_memory import InMemoryTenantQueue

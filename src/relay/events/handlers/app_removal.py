@@ -6,6 +6,7 @@ runs can be millions of rows, so ``relay.app_deletion.remove_app`` deletes them 
 
 from __future__ import annotations
 
+from relay import catalog
 from relay.events.bus import EventContext
 from relay.events.payloads import AppDeleted
 
@@ -14,7 +15,7 @@ def enqueue_app_removal(payload: AppDeleted, ctx: EventContext) -> None:
     """Enqueue the batched removal of everything the app left behind."""
     ctx.outbox.enqueue(
         ctx.require_session(),
-        "relay.app_deletion.remove_app",
+        catalog.REMOVE_APP.name,
         args=[payload.tenant_id, payload.app_id],
         tenant_id=payload.tenant_id,
         idempotency_key=f"remove-app:{payload.app_id}",

@@ -6,11 +6,12 @@ same transaction through the outbox, so it runs if and only if the deletion comm
 
 from __future__ import annotations
 
+from relay import catalog
 from relay.events.bus import EventContext
 from relay.events.payloads import DatasetDeleted, DocumentDeleted
 
-CLEAN_DATASET = "relay.dataset.clean_dataset"
-CLEAN_DOCUMENT = "relay.dataset.clean_document"
+CLEAN_DATASET = catalog.CLEAN_DATASET.name
+CLEAN_DOCUMENT = catalog.CLEAN_DOCUMENT.name
 
 
 def enqueue_dataset_cleanup(payload: DatasetDeleted, ctx: EventContext) -> None:

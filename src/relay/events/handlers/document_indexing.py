@@ -14,13 +14,14 @@ from typing import Any
 import redis
 from sqlalchemy.orm import Session
 
+from relay import catalog
 from relay.config import Plan
 from relay.events.bus import EventContext
 from relay.events.handlers.tenant_plan import tenant_plan
 from relay.events.outbox import Outbox
 from relay.events.payloads import DocumentIndexCreated
 
-INDEX_DOCUMENTS = "relay.dataset.index_documents"
+INDEX_DOCUMENTS = catalog.INDEX_DOCUMENTS.name
 SANDBOX_QUEUE = "dataset"
 PRIORITY_QUEUE = "priority_dataset"
 

@@ -1,4 +1,4 @@
-"""Celery application: broker and backend from settings, queues and routes from the catalogue.
+"""Celery configuration: broker and backend from settings, queues and routes from the catalogue.
 
 Delivery is at-least-once: ``acks_late`` with ``reject_on_worker_lost``, one prefetched message per
 process, and a Redis visibility timeout above the longest hard time limit (checked here, so a
@@ -10,13 +10,11 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from celery import Celery
-from celery.signals import before_task_publish
 from kombu import Exchange, Queue
 
+from relay import catalog
 from relay.config import Settings
 from relay.errors import ConfigError
-from relay.tasks import catalog
 
 
 def broker_url(settings: Settings, redis_url: str) -> str:
@@ -52,10 +50,9 @@ def check_visibility_timeout(settings: Settings) -> None:
         )
 
 
-def init_celery(settings: Settings, redis_url: str) -> Celery:
-    """Create the Celery app for this process (tasks are imported from the catalogue)."""
+def celery_config(settings: Settings, redis_url: str) -> dict[str, Any]:
+    """The Celery configuration of this process (tasks are imported from the catalogue)."""
     check_visibility_timeout(settings)
-    app = Celery("relay", set_as_current=True)
     backend = celery_redis_url(settings, redis_url)
     exchange = Exchange("relay", type="direct")
     ssl: dict[str, Any] | None = None
@@ -66,54 +63,45 @@ def init_celery(settings: Settings, redis_url: str) -> Celery:
             "ssl_certfile": settings.redis.ssl_certfile,
             "ssl_keyfile": settings.redis.ssl_keyfile,
         }
-    app.conf.update(
-        broker_url=broker_url(settings, redis_url),
-        result_backend=backend,
-        broker_transport_options=_transport_options(settings),
-        result_backend_transport_options=_transport_options(settings),
-        broker_connection_retry_on_startup=True,
-        broker_use_ssl=ssl if not settings.celery.broker_url else None,
-        redis_backend_use_ssl=ssl,
-        task_queues=[Queue(q.name, exchange, routing_key=q.name) for q in catalog.QUEUES],
-        task_default_exchange="relay",
-        task_default_queue="monitor",
-        task_default_routing_key="monitor",
-        task_routes={t.name: {"queue": t.queue, "routing_key": t.queue} for t in catalog.TASKS},
-        task_annotations={
+    return {
+        "broker_url": broker_url(settings, redis_url),
+        "result_backend": backend,
+        "broker_transport_options": _transport_options(settings),
+        "result_backend_transport_options": _transport_options(settings),
+        "broker_connection_retry_on_startup": True,
+        "broker_use_ssl": ssl if not settings.celery.broker_url else None,
+        "redis_backend_use_ssl": ssl,
+        "task_queues": [Queue(q.name, exchange, routing_key=q.name) for q in catalog.QUEUES],
+        "task_default_exchange": "relay",
+        "task_default_queue": "monitor",
+        "task_default_routing_key": "monitor",
+        "task_routes": {t.name: {"queue": t.queue, "routing_key": t.queue} for t in catalog.TASKS},
+        "task_annotations": {
             t.name: {"soft_time_limit": t.soft_time_limit, "time_limit": t.time_limit}
             for t in catalog.TASKS
         },
-        task_serializer="json",
-        result_serializer="json",
-        accept_content=["json"],
-        result_expires=settings.celery.result_expires,
-        result_extended=True,
-        task_acks_late=True,
-        task_reject_on_worker_lost=True,
-        task_track_started=True,
-        worker_prefetch_multiplier=settings.celery.prefetch_multiplier,
-        worker_hijack_root_logger=False,
-        worker_redirect_stdouts=False,
-        worker_send_task_events=False,
-        broker_connection_timeout=settings.redis.socket_timeout,
-        beat_schedule={
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "result_expires": settings.celery.result_expires,
+        "result_extended": True,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "task_track_started": True,
+        "worker_prefetch_multiplier": settings.celery.prefetch_multiplier,
+        "worker_hijack_root_logger": False,
+        "worker_redirect_stdouts": False,
+        "worker_send_task_events": False,
+        "broker_connection_timeout": settings.redis.socket_timeout,
+        "beat_schedule": {
             b.name: {"task": b.task, "schedule": b.every}
             for b in catalog.enabled_beat_entries(settings)
         },
-        beat_scheduler="redbeat.RedBeatScheduler",
-        redbeat_redis_url=redis_url,
-        redbeat_key_prefix="relay:beat:",
-        redbeat_lock_timeout=60,
-        timezone="UTC",
-        enable_utc=True,
-        include=list(catalog.TASK_MODULES),
-    )
-    from relay.monitoring.queues import stamp_sent_at
-    from relay.tasks.worker import PresenceStep
-
-    # Every published message carries its publish time, so queue monitoring can tell its age.
-    before_task_publish.connect(stamp_sent_at, weak=False, dispatch_uid="relay.sent_at")
-
-    app.steps["consumer"].add(PresenceStep)
-    app.set_default()
-    return app
+        "beat_scheduler": "redbeat.RedBeatScheduler",
+        "redbeat_redis_url": redis_url,
+        "redbeat_key_prefix": "relay:beat:",
+        "redbeat_lock_timeout": 60,
+        "timezone": "UTC",
+        "enable_utc": True,
+        "include": list(catalog.TASK_MODULES),
+    }

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import redis
 
+from relay.adapters.logs import JsonFormatter
 from relay.config import load_settings
-from relay.extensions.ext_logging import JsonFormatter
 from relay.monitoring.alerts import (
     DEDUP_PREFIX,
     Alert,

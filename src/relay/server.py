@@ -6,6 +6,7 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
+from relay.app_factory import create_app
 from relay.config import Settings
 
 
@@ -35,6 +36,4 @@ class ApiServer(BaseApplication):  # type: ignore[misc]
             self.cfg.set(key, value)
 
     def load(self) -> Any:
-        from relay.app_factory import create_app
-
         return create_app(self.settings)

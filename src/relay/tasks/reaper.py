@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
+from relay import catalog
+from relay.catalog import FAIR_QUEUES, spec_or_default, task_spec
 from relay.events.handlers.document_indexing import enqueue_dataset_task
 from relay.models import (
     Document,
@@ -32,8 +34,9 @@ from relay.models import (
     utcnow,
 )
 from relay.monitoring.presence import WorkerPresence
+from relay.monitoring.queues import QueueMonitor
 from relay.services.document_status import transition
-from relay.tasks.catalog import FAIR_QUEUES, spec_or_default, task_spec
+from relay.services.run_streams import fail_lost_runs
 
 if TYPE_CHECKING:
     from relay.runtime import Runtime
@@ -172,14 +175,12 @@ class Reaper:
                 report.resent += 1
 
     def _queue_length(self, queue: str) -> int:
-        from relay.monitoring.queues import QueueMonitor
-
         return QueueMonitor(self.runtime.celery, self.runtime.redis).length(queue)
 
     # --- 3. documents stuck mid-indexing --------------------------------------------------------
 
     def _stuck_documents(self, report: ReapReport) -> None:
-        limit = task_spec("relay.dataset.index_documents").time_limit
+        limit = task_spec(catalog.INDEX_DOCUMENTS.name).time_limit
         cutoff = utcnow() - timedelta(seconds=limit + 60)
         runtime = self.runtime
         with runtime.db.transaction() as session:
@@ -207,7 +208,7 @@ class Reaper:
                     runtime.outbox,
                     runtime.redis,
                     session,
-                    "relay.dataset.index_documents",
+                    catalog.INDEX_DOCUMENTS.name,
                     tenant_id,
                     args=[tenant_id, dataset_id, ids],
                 )
@@ -216,8 +217,6 @@ class Reaper:
     # --- 4. workflow runs whose worker is gone ---------------------------------------------------
 
     def _runs_without_worker(self, report: ReapReport) -> None:
-        from relay.services.run_streams import fail_lost_runs
-
         # Each gets its terminal event, so a client's stream always ends.
         report.lost_runs += fail_lost_runs(self.runtime, self.batch)
 

@@ -18,7 +18,8 @@ from sqlalchemy import func, select
 
 from relay.errors import QuotaExceeded
 from relay.events import signals
-from relay.events.bus import COUNTER_PREFIX, EventBus, EventContext
+from relay.events.bus import EventBus, EventContext
+from relay.events.counters import COUNTER_PREFIX, RedisEventCounters
 from relay.events.payloads import AppDeleted, TenantCreated
 from relay.models import Tenant
 from relay.runtime import Runtime
@@ -165,7 +166,12 @@ def test_receivers_belong_to_their_bus(runtime: Runtime) -> None:
         bus.connect(SIGNAL, receiver)
         return weakref.ref(receiver)
 
-    other = EventBus(runtime.redis, runtime.settings, runtime.outbox)
+    other = EventBus(
+        runtime.redis,
+        runtime.settings,
+        runtime.outbox,
+        counters=RedisEventCounters(runtime.redis),
+    )
     receiver = connect_to(other)
     runtime.bus.emit(SIGNAL, PAYLOAD)
     assert fired == []
@@ -215,7 +221,15 @@ def test_per_minute_counters_and_error_rates(runtime: Runtime) -> None:
     assert (rates["total"], rates["failures"], rates["error_rate"]) == (6, 3, 0.5)
     assert rates["avg_ms"] >= 0
     assert bus.error_rates(window_seconds=30)[SIGNAL.name]["total"] >= 0, "sub-minute window"
-    assert SIGNAL.name not in EventBus(runtime.redis, runtime.settings, runtime.outbox).stats
+    assert (
+        SIGNAL.name
+        not in EventBus(
+            runtime.redis,
+            runtime.settings,
+            runtime.outbox,
+            counters=RedisEventCounters(runtime.redis),
+        ).stats
+    )
 
 
 def test_prometheus_counters_are_exported(runtime: Runtime) -> None:

@@ -11,10 +11,12 @@ import random
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from relay.errors import TaskError
+
 _RNG = random.Random()
 
 
-class RetryableTaskError(Exception):
+class RetryableTaskError(TaskError):
     """A transient failure; retry, optionally after ``delay`` seconds instead of the backoff."""
 
     def __init__(self, message: str, *, delay: float | None = None) -> None:
@@ -22,7 +24,7 @@ class RetryableTaskError(Exception):
         self.delay = delay
 
 
-class FatalTaskError(Exception):
+class FatalTaskError(TaskError):
     """A failure no retry can fix (bad input, a rejected address): dead-letter at once."""
 
 

@@ -12,8 +12,9 @@ from typing import Any
 
 from celery import bootsteps, signals
 
-from relay.monitoring.presence import PresenceHeartbeat, WorkerPresence
-from relay.runtime import Runtime
+from relay.adapters.sql import Database
+from relay.monitoring.presence import PresenceHeartbeat
+from relay.worker.lifecycle import TaskLifecycle
 
 
 def consumed_queues(consumer: Any) -> list[str]:
@@ -31,11 +32,12 @@ class PresenceStep(bootsteps.StartStopStep):  # type: ignore[misc]
         self.heartbeat: PresenceHeartbeat | None = None
 
     def start(self, consumer: Any) -> None:
-        runtime: Runtime | None = getattr(consumer.app, "relay_runtime", None)
-        if runtime is None:
+        presence = getattr(consumer.app, "presence", None)
+        if presence is None:  # a plain Celery app: nothing to announce
             return
-        presence = WorkerPresence(runtime.redis, runtime.settings.monitoring.worker_ttl)
-        self.heartbeat = PresenceHeartbeat(presence, consumer.hostname, consumed_queues(consumer))
+        self.heartbeat = PresenceHeartbeat(
+            presence, consumer.hostname, consumed_queues(consumer), consumer.app.background
+        )
         self.heartbeat.start()
 
     def stop(self, consumer: Any) -> None:
@@ -46,17 +48,17 @@ class PresenceStep(bootsteps.StartStopStep):  # type: ignore[misc]
     shutdown = stop
 
 
-def install_worker_hooks(runtime: Runtime) -> None:
-    """Connect the worker hooks for ``runtime`` (idempotent per runtime)."""
+def install_worker_hooks(celery: Any, db: Database, lifecycle: TaskLifecycle) -> None:
+    """Connect the worker hooks of the app ``celery`` (idempotent per app)."""
 
     def on_process_init(**_: Any) -> None:
-        runtime.db.after_fork()
+        db.after_fork()
 
     def on_received(request: Any = None, **_: Any) -> None:
         # In the worker's main process, as soon as the message is taken off the queue.
-        if request is None or getattr(request, "app", runtime.celery) is not runtime.celery:
+        if request is None or getattr(request, "app", celery) is not celery:
             return
-        runtime.lifecycle.received(
+        lifecycle.received(
             task_id=request.id,
             name=request.name,
             queue=(request.delivery_info or {}).get("routing_key") or "",
@@ -64,6 +66,6 @@ def install_worker_hooks(runtime: Runtime) -> None:
             worker=request.hostname or "",
         )
 
-    uid = f"relay-{id(runtime)}"
+    uid = f"relay-{id(celery)}"
     signals.worker_process_init.connect(on_process_init, weak=False, dispatch_uid=uid + "-init")
     signals.task_received.connect(on_received, weak=False, dispatch_uid=uid + "-received")

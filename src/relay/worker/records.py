@@ -15,8 +15,8 @@ from typing import Any
 from sqlalchemy import case
 from sqlalchemy.dialects import postgresql, sqlite
 
-from relay.extensions.batching import Batcher
-from relay.extensions.ext_db import Database
+from relay.adapters.sql import Database
+from relay.background import Background, Batcher
 from relay.models import TaskRecord, TaskStatus, utcnow
 
 log = logging.getLogger(__name__)
@@ -54,10 +54,12 @@ def _merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
 class RecordWriter:
     """Buffers task-record transitions and upserts them in batches from a background thread."""
 
-    def __init__(self, db: Database, interval: float = 0.1) -> None:
+    def __init__(
+        self, db: Database, interval: float = 0.1, *, background: Background | None = None
+    ) -> None:
         self.db = db
         self._batch: Batcher[str, dict[str, Any]] = Batcher(
-            "task-records", self._apply, interval=interval, merge=_merge
+            "task-records", self._apply, interval=interval, merge=_merge, background=background
         )
 
     def record(self, task_id: str, **fields: Any) -> None:

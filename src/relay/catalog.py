@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from relay.config import Plan, Settings
 from relay.errors import ConfigError
-from relay.tasks.retry import DEFAULT_POLICY, RetryPolicy
+from relay.retry import DEFAULT_POLICY, RetryPolicy
 
 
 @dataclass(frozen=True)
@@ -66,117 +66,173 @@ QUEUES: tuple[QueueSpec, ...] = (
 # Three retries, 1 s, 2 s, 4 s (+ jitter): storage writes fail on brief database hiccups.
 _STORAGE_RETRY = RetryPolicy(max_attempts=4, base_delay=1, max_delay=30)
 
+PING = TaskSpec("relay.ping", "monitor", soft_time_limit=10, time_limit=15)
+
+# Records its effect once per idempotency key: proves exactly-once effects end to end.
+CANARY = TaskSpec("relay.canary", "monitor", soft_time_limit=10, time_limit=15)
+
+REAP = TaskSpec("relay.maintenance.reap", "schedule", soft_time_limit=120, time_limit=150)
+
+SCHEDULING_TICK = TaskSpec("relay.scheduling.tick", "schedule", soft_time_limit=20, time_limit=30)
+
+PURGE = TaskSpec("relay.maintenance.purge", "schedule", soft_time_limit=300, time_limit=360)
+
+# Retention clean-ups stop themselves at 80% of the soft limit; the next beat continues.
+CLEAN_UNUSED_DATASETS = TaskSpec(
+    "relay.retention.clean_unused_datasets", "schedule", soft_time_limit=900, time_limit=960
+)
+
+CLEAN_MESSAGES = TaskSpec(
+    "relay.retention.clean_messages", "schedule", soft_time_limit=900, time_limit=960
+)
+
+CLEAN_WORKFLOW_RUNS = TaskSpec(
+    "relay.retention.clean_workflow_runs", "schedule", soft_time_limit=900, time_limit=960
+)
+
+SNAPSHOT_QUEUES = TaskSpec(
+    "relay.monitor.snapshot_queues", "monitor", soft_time_limit=20, time_limit=30
+)
+
+RELAY_OUTBOX = TaskSpec("relay.outbox.relay_pending", "schedule", soft_time_limit=60, time_limit=90)
+
+CLEAN_DATASET = TaskSpec(
+    "relay.dataset.clean_dataset", "dataset", soft_time_limit=600, time_limit=660
+)
+
+CLEAN_DOCUMENT = TaskSpec(
+    "relay.dataset.clean_document", "dataset", soft_time_limit=120, time_limit=150
+)
+
+BATCH_CLEAN_DOCUMENTS = TaskSpec(
+    "relay.dataset.batch_clean_documents", "dataset", soft_time_limit=300, time_limit=360
+)
+
+# Enable / disable a document: rebuild or drop its keyword rows (the service picks the queue).
+ADD_DOCUMENT_TO_INDEX = TaskSpec(
+    "relay.dataset.add_document_to_index",
+    "dataset",
+    soft_time_limit=300,
+    time_limit=360,
+    alt_queues=("priority_dataset",),
+)
+
+REMOVE_DOCUMENT_FROM_INDEX = TaskSpec(
+    "relay.dataset.remove_document_from_index",
+    "dataset",
+    soft_time_limit=300,
+    time_limit=360,
+    alt_queues=("priority_dataset",),
+)
+
+RETRY_DOCUMENT_INDEXING = TaskSpec(
+    "relay.dataset.retry_document_indexing",
+    "dataset",
+    soft_time_limit=1800,
+    time_limit=1860,
+    alt_queues=("priority_dataset",),
+)
+
+# Sandbox tenants on ``dataset``, paid plans on ``priority_dataset`` (the event handler picks).
+INDEX_DOCUMENTS = TaskSpec(
+    "relay.dataset.index_documents",
+    "dataset",
+    soft_time_limit=1800,
+    time_limit=1860,
+    alt_queues=("priority_dataset",),
+)
+
+SEND_MAIL = TaskSpec(
+    "relay.mail.send",
+    "mail",
+    soft_time_limit=60,
+    time_limit=90,
+    retry=RetryPolicy(max_attempts=5, base_delay=30, max_delay=600),
+)
+
+DELIVER_OPS_TRACE = TaskSpec(
+    "relay.ops_trace.deliver",
+    "ops_trace",
+    soft_time_limit=60,
+    time_limit=90,
+    retry=RetryPolicy(max_attempts=5, base_delay=5, max_delay=300),
+)
+
+SAVE_WORKFLOW_RUN = TaskSpec(
+    "relay.workflow_storage.save_run",
+    "workflow_storage",
+    soft_time_limit=30,
+    time_limit=60,
+    retry=_STORAGE_RETRY,
+)
+
+SAVE_NODE_EXECUTION = TaskSpec(
+    "relay.workflow_storage.save_node_execution",
+    "workflow_storage",
+    soft_time_limit=30,
+    time_limit=60,
+    retry=_STORAGE_RETRY,
+)
+
+# Workflow runs on the tenant's plan queue (WORKFLOW_QUEUE_BY_PLAN). Never retried: a run's
+# side effects (LLM calls, HTTP requests) must not happen twice; a lost worker's run is
+# failed by the reaper. Limits sit above RELAY_WORKFLOW_MAX_TIME (1200 s), which the engine
+# enforces itself and reports as a failed run.
+RUN_WORKFLOW = TaskSpec(
+    "relay.workflow.run",
+    "workflow_sandbox",
+    soft_time_limit=1300,
+    time_limit=1360,
+    retry=RetryPolicy(max_attempts=1),
+    alt_queues=("workflow_professional", "workflow_team"),
+)
+
+# Batched and resumable: a run cut off by its time limit is finished by the retry.
+REMOVE_APP = TaskSpec(
+    "relay.app_deletion.remove_app",
+    "app_deletion",
+    soft_time_limit=1800,
+    time_limit=1860,
+    retry=RetryPolicy(max_attempts=5, base_delay=60, max_delay=1800),
+)
+
 TASKS: tuple[TaskSpec, ...] = (
-    TaskSpec("relay.ping", "monitor", soft_time_limit=10, time_limit=15),
-    # Records its effect once per idempotency key: proves exactly-once effects end to end.
-    TaskSpec("relay.canary", "monitor", soft_time_limit=10, time_limit=15),
-    TaskSpec("relay.maintenance.reap", "schedule", soft_time_limit=120, time_limit=150),
-    TaskSpec("relay.scheduling.tick", "schedule", soft_time_limit=20, time_limit=30),
-    TaskSpec("relay.maintenance.purge", "schedule", soft_time_limit=300, time_limit=360),
-    # Retention clean-ups stop themselves at 80% of the soft limit; the next beat continues.
-    TaskSpec(
-        "relay.retention.clean_unused_datasets", "schedule", soft_time_limit=900, time_limit=960
-    ),
-    TaskSpec("relay.retention.clean_messages", "schedule", soft_time_limit=900, time_limit=960),
-    TaskSpec(
-        "relay.retention.clean_workflow_runs", "schedule", soft_time_limit=900, time_limit=960
-    ),
-    TaskSpec("relay.monitor.snapshot_queues", "monitor", soft_time_limit=20, time_limit=30),
-    TaskSpec("relay.outbox.relay_pending", "schedule", soft_time_limit=60, time_limit=90),
-    TaskSpec("relay.dataset.clean_dataset", "dataset", soft_time_limit=600, time_limit=660),
-    TaskSpec("relay.dataset.clean_document", "dataset", soft_time_limit=120, time_limit=150),
-    TaskSpec("relay.dataset.batch_clean_documents", "dataset", soft_time_limit=300, time_limit=360),
-    # Enable / disable a document: rebuild or drop its keyword rows (the service picks the queue).
-    TaskSpec(
-        "relay.dataset.add_document_to_index",
-        "dataset",
-        soft_time_limit=300,
-        time_limit=360,
-        alt_queues=("priority_dataset",),
-    ),
-    TaskSpec(
-        "relay.dataset.remove_document_from_index",
-        "dataset",
-        soft_time_limit=300,
-        time_limit=360,
-        alt_queues=("priority_dataset",),
-    ),
-    TaskSpec(
-        "relay.dataset.retry_document_indexing",
-        "dataset",
-        soft_time_limit=1800,
-        time_limit=1860,
-        alt_queues=("priority_dataset",),
-    ),
-    # Sandbox tenants on ``dataset``, paid plans on ``priority_dataset`` (the event handler picks).
-    TaskSpec(
-        "relay.dataset.index_documents",
-        "dataset",
-        soft_time_limit=1800,
-        time_limit=1860,
-        alt_queues=("priority_dataset",),
-    ),
-    TaskSpec(
-        "relay.mail.send",
-        "mail",
-        soft_time_limit=60,
-        time_limit=90,
-        retry=RetryPolicy(max_attempts=5, base_delay=30, max_delay=600),
-    ),
-    TaskSpec(
-        "relay.ops_trace.deliver",
-        "ops_trace",
-        soft_time_limit=60,
-        time_limit=90,
-        retry=RetryPolicy(max_attempts=5, base_delay=5, max_delay=300),
-    ),
-    TaskSpec(
-        "relay.workflow_storage.save_run",
-        "workflow_storage",
-        soft_time_limit=30,
-        time_limit=60,
-        retry=_STORAGE_RETRY,
-    ),
-    TaskSpec(
-        "relay.workflow_storage.save_node_execution",
-        "workflow_storage",
-        soft_time_limit=30,
-        time_limit=60,
-        retry=_STORAGE_RETRY,
-    ),
-    # Workflow runs on the tenant's plan queue (WORKFLOW_QUEUE_BY_PLAN). Never retried: a run's
-    # side effects (LLM calls, HTTP requests) must not happen twice; a lost worker's run is
-    # failed by the reaper. Limits sit above RELAY_WORKFLOW_MAX_TIME (1200 s), which the engine
-    # enforces itself and reports as a failed run.
-    TaskSpec(
-        "relay.workflow.run",
-        "workflow_sandbox",
-        soft_time_limit=1300,
-        time_limit=1360,
-        retry=RetryPolicy(max_attempts=1),
-        alt_queues=("workflow_professional", "workflow_team"),
-    ),
-    # Batched and resumable: a run cut off by its time limit is finished by the retry.
-    TaskSpec(
-        "relay.app_deletion.remove_app",
-        "app_deletion",
-        soft_time_limit=1800,
-        time_limit=1860,
-        retry=RetryPolicy(max_attempts=5, base_delay=60, max_delay=1800),
-    ),
+    PING,
+    CANARY,
+    REAP,
+    SCHEDULING_TICK,
+    PURGE,
+    CLEAN_UNUSED_DATASETS,
+    CLEAN_MESSAGES,
+    CLEAN_WORKFLOW_RUNS,
+    SNAPSHOT_QUEUES,
+    RELAY_OUTBOX,
+    CLEAN_DATASET,
+    CLEAN_DOCUMENT,
+    BATCH_CLEAN_DOCUMENTS,
+    ADD_DOCUMENT_TO_INDEX,
+    REMOVE_DOCUMENT_FROM_INDEX,
+    RETRY_DOCUMENT_INDEXING,
+    INDEX_DOCUMENTS,
+    SEND_MAIL,
+    DELIVER_OPS_TRACE,
+    SAVE_WORKFLOW_RUN,
+    SAVE_NODE_EXECUTION,
+    RUN_WORKFLOW,
+    REMOVE_APP,
 )
 
 BEAT: tuple[BeatSpec, ...] = (
-    BeatSpec("snapshot-queues", "relay.monitor.snapshot_queues", timedelta(seconds=30)),
+    BeatSpec("snapshot-queues", SNAPSHOT_QUEUES.name, timedelta(seconds=30)),
     # Republishes outbox rows whose after-commit publish never happened (process died).
-    BeatSpec("relay-outbox", "relay.outbox.relay_pending", timedelta(seconds=5)),
+    BeatSpec("relay-outbox", RELAY_OUTBOX.name, timedelta(seconds=5)),
     # Finds work stranded by dead workers (stale heartbeats, lost messages, stuck documents).
-    BeatSpec("reaper", "relay.maintenance.reap", timedelta(seconds=30)),
-    BeatSpec("scheduling-tick", "relay.scheduling.tick", timedelta(seconds=5)),
-    BeatSpec("purge", "relay.maintenance.purge", timedelta(hours=1)),
-    BeatSpec("clean-unused-datasets", "relay.retention.clean_unused_datasets", timedelta(days=1)),
-    BeatSpec("clean-messages", "relay.retention.clean_messages", timedelta(hours=1)),
-    BeatSpec("clean-workflow-runs", "relay.retention.clean_workflow_runs", timedelta(hours=1)),
+    BeatSpec("reaper", REAP.name, timedelta(seconds=30)),
+    BeatSpec("scheduling-tick", SCHEDULING_TICK.name, timedelta(seconds=5)),
+    BeatSpec("purge", PURGE.name, timedelta(hours=1)),
+    BeatSpec("clean-unused-datasets", CLEAN_UNUSED_DATASETS.name, timedelta(days=1)),
+    BeatSpec("clean-messages", CLEAN_MESSAGES.name, timedelta(hours=1)),
+    BeatSpec("clean-workflow-runs", CLEAN_WORKFLOW_RUNS.name, timedelta(hours=1)),
 )
 
 TASK_MODULES: tuple[str, ...] = (

@@ -15,9 +15,9 @@ from typing import Any, cast
 
 from sqlalchemy import CursorResult, delete, func, select
 
+from relay.adapters.sql import Database
 from relay.errors import Conflict, NotFound
 from relay.events.outbox import Outbox
-from relay.extensions.ext_db import Database
 from relay.models import DeadLetter, utcnow
 
 

@@ -1,0 +1,191 @@
+"""The composition root: ``create_runtime(settings)`` builds every part of a relay process once.
+
+Order: logging, embedded Redis (if no URL), database, Redis client, background helpers, the task
+chain and the Celery app, the fair dispatcher, outbox, event bus (with its handlers), task
+records, admission, run streams, presence and health; then the chain's middlewares, outermost
+first. Each step hands a part what it uses at construction; nothing is attached afterwards.
+
+Where a new capability plugs in: a task middleware (``TaskChain.use`` in ``_task_chain``), a
+metrics collector (``_metrics``), or a new typed field on ``Runtime`` built here.
+"""
+
+from __future__ import annotations
+
+import atexit
+import weakref
+
+import redis
+
+from relay import catalog
+from relay.adapters.broker import celery_config
+from relay.adapters.embedded_redis import EmbeddedRedis
+from relay.adapters.logs import init_logging
+from relay.adapters.prometheus import Metrics
+from relay.adapters.redis_client import init_redis, redis_kwargs
+from relay.adapters.sql import init_db
+from relay.background import Background
+from relay.config import Settings
+from relay.errors import ConfigError
+from relay.events.bus import EventBus
+from relay.events.counters import RedisEventCounters
+from relay.events.handlers import register_handlers
+from relay.events.outbox import Outbox
+from relay.monitoring.health import HealthChecker
+from relay.monitoring.presence import WorkerPresence
+from relay.monitoring.task_metrics import TaskStats, TaskStatsCollector
+from relay.runtime import Runtime
+from relay.scheduling.admission import RedisAdmission
+from relay.scheduling.dispatcher import FairDispatcher
+from relay.scheduling.metrics import register_metrics
+from relay.scheduling.routing import FairRoute
+from relay.scheduling.tenant_queue import RedisTenantQueue
+from relay.streaming import QueueConfig, RedisRunControl, RedisStreamChannel, RunStreams
+from relay.worker.celery_app import RelayCelery
+from relay.worker.effects import IdempotentEffects, SqlEffects
+from relay.worker.lifecycle import RetryPolicyMiddleware, TaskLifecycle
+from relay.worker.metrics import TaskMetrics
+from relay.worker.middleware import TaskChain
+from relay.worker.standard import FairLease, Scoped, SentAt
+from relay.worker.task import passthrough_errors
+
+
+def resolve_redis_url(settings: Settings) -> tuple[str, EmbeddedRedis | None]:
+    """The Redis URL in effect, starting (or reusing) the embedded server when none is set."""
+    if settings.redis.url:
+        return settings.redis.url, None
+    if settings.redis.sentinels:
+        return "redis://", None  # Sentinel resolves the master; the URL is unused
+    embedded = EmbeddedRedis(settings.var_dir / "redis")
+    embedded.ensure()
+    return embedded.url, embedded
+
+
+def create_runtime(settings: Settings) -> Runtime:
+    """Build the runtime (everything but Flask) for workers, beat, CLI and the API.
+
+    Raises ``ConfigError`` for settings that contradict each other (e.g. a visibility timeout
+    below the longest task time limit) and ``InfrastructureError`` when the embedded Redis
+    cannot start.
+    """
+    init_logging(settings)
+    problems = settings.scheduling.problems(
+        catalog.longest_time_limit(), settings.celery.visibility_timeout
+    )
+    if problems:
+        raise ConfigError("invalid configuration: " + "; ".join(problems))
+    redis_url, embedded = resolve_redis_url(settings)
+    db = init_db(settings)
+    client = init_redis(settings.redis, redis_url)
+    background = Background()
+    metrics = Metrics()
+    presence = WorkerPresence(client, settings.monitoring.worker_ttl)
+    chain = TaskChain(passthrough=passthrough_errors())
+    celery = RelayCelery(
+        celery_config(settings, redis_url), chain=chain, presence=presence, background=background
+    )
+    dispatcher = FairDispatcher(
+        RedisTenantQueue(client, settings.scheduling),
+        celery,
+        settings.scheduling,
+        settings.tenancy,
+        background=background,
+    )
+    outbox = Outbox(db, celery, route=FairRoute(dispatcher, client, db), background=background)
+    bus = EventBus(client, settings, outbox, metrics.registry, counters=RedisEventCounters(client))
+    register_handlers(bus)
+    lifecycle = TaskLifecycle(
+        db, outbox, heartbeat_interval=settings.celery.heartbeat_interval, background=background
+    )
+    task_stats = TaskStats(client, background=background)
+    runtime = Runtime(
+        settings=settings,
+        redis_url=redis_url,
+        db=db,
+        redis=client,
+        celery=celery,
+        publisher=celery,
+        chain=chain,
+        metrics=metrics,
+        background=background,
+        dispatcher=dispatcher,
+        outbox=outbox,
+        bus=bus,
+        lifecycle=lifecycle,
+        task_stats=task_stats,
+        admission=RedisAdmission(client, settings.scheduling),
+        streams=_run_streams(settings, client, redis_url),
+        presence=presence,
+        health=HealthChecker(client, db, presence),
+        embedded_redis=embedded,
+    )
+    _task_chain(runtime)
+    _metrics(runtime)
+    # Register the catalogue's tasks now, not only when a worker starts, so that producers and
+    # ``apply()`` find every task by name.
+    celery.loader.import_default_modules()
+    # Buffered writes (records, sent marks, counters) are flushed when the process exits; a
+    # weak reference, so that exiting never keeps a runtime alive that nobody uses any more.
+    atexit.register(_close_at_exit, weakref.ref(runtime))
+    return runtime
+
+
+def _task_chain(runtime: Runtime) -> None:
+    """The task middlewares, outermost first."""
+    runtime.chain.use(
+        SentAt(),
+        Scoped(lambda _call: runtime.activate()),
+        RetryPolicyMiddleware(),
+        runtime.lifecycle,
+        TaskMetrics(runtime.task_stats),
+        FairLease(runtime.dispatcher),
+        IdempotentEffects(SqlEffects(runtime.db)),
+    )
+
+
+def _metrics(runtime: Runtime) -> None:
+    """Collectors read at scrape time."""
+    registry = runtime.metrics.registry
+    registry.register(TaskStatsCollector(runtime.redis))
+    register_metrics(
+        registry,
+        runtime.dispatcher.queue,
+        runtime.settings.scheduling.metrics_top_tenants,
+        runtime.settings.scheduling.wait_buckets,
+    )
+
+
+def _run_streams(settings: Settings, client: redis.Redis, redis_url: str) -> RunStreams:
+    """Run streams on a Redis pool of their own.
+
+    Every open SSE stream holds a connection while its XREAD waits, and a burst of clients
+    connecting at once (gevent serves them all concurrently) needs as many for a moment; in a
+    blocking pool of their own (``RELAY_STREAMING_MAX_LISTENERS``; a full pool makes callers
+    wait, never fail) streams can neither exhaust nor starve the process's main pool. Sentinel
+    setups keep the main client (its pool follows failovers).
+    """
+    streams_client = client
+    if not settings.redis.sentinels:
+        pool = redis.BlockingConnectionPool.from_url(
+            redis_url,
+            max_connections=settings.streaming.max_listeners,
+            timeout=settings.redis.socket_timeout,
+            **redis_kwargs(settings.redis),
+        )
+        streams_client = redis.Redis(connection_pool=pool)
+    # A blocking read must return before the Redis client's socket timeout fires.
+    block = max(0.05, min(1.0, settings.redis.socket_timeout / 2))
+    return RunStreams(
+        channel=RedisStreamChannel(
+            streams_client,
+            retention=settings.streaming.retention,
+            active_ttl=settings.streaming.ownership_ttl,
+        ),
+        control=RedisRunControl(streams_client),
+        config=QueueConfig.from_settings(settings.streaming, read_block=block),
+    )
+
+
+def _close_at_exit(ref: weakref.ReferenceType[Runtime]) -> None:
+    runtime = ref()
+    if runtime is not None:
+        runtime.background.stop_all(timeout=1.0)

@@ -1,0 +1,1 @@
+"""The worker runtime: the task base and its middleware chain, task records, dead letters."""

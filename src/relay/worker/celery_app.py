@@ -1,0 +1,69 @@
+"""``RelayCelery``: the Celery app of a relay runtime, with its task middleware chain.
+
+Built by the composition root with everything it needs: the configuration, the ``TaskChain``
+its tasks run through, and the worker presence its consumers announce. Every message it publishes
+(``send_task``, hence ``delay``, ``apply_async`` and retries) passes the chain's
+``before_publish`` hooks first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from celery import Celery
+from kombu.exceptions import OperationalError
+
+from relay.background import Background
+from relay.errors import BrokerUnavailable
+from relay.monitoring.presence import WorkerPresence
+from relay.worker.hooks import PresenceStep
+from relay.worker.middleware import OutgoingMessage, TaskChain
+
+
+class RelayCelery(Celery):  # type: ignore[misc]
+    """A Celery app whose tasks run through ``chain``."""
+
+    def __init__(
+        self,
+        config: Mapping[str, Any],
+        *,
+        chain: TaskChain,
+        presence: WorkerPresence | None = None,
+        background: Background | None = None,
+    ) -> None:
+        super().__init__("relay", set_as_current=True)
+        self.conf.update(dict(config))
+        self.chain = chain
+        self.presence = presence
+        self.background = background if background is not None else Background()
+        # Workers announce the queues they consume while they consume them.
+        self.steps["consumer"].add(PresenceStep)
+        self.set_default()
+
+    def send_task(
+        self,
+        name: str,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> Any:
+        """Publish task ``name`` after the chain's ``before_publish`` hooks saw its headers.
+
+        Raises ``BrokerUnavailable`` when the broker cannot be reached or refuses the message.
+        """
+        headers = dict(options.get("headers") or {})
+        message = OutgoingMessage(
+            task_name=name,
+            task_id=options.get("task_id"),
+            queue=options.get("queue"),
+            headers=headers,
+            args=args,
+            kwargs=kwargs,
+        )
+        self.chain.before_publish(message)
+        options["headers"] = dict(message.headers)
+        try:
+            return super().send_task(name, args, kwargs, **options)
+        except OperationalError as exc:
+            raise BrokerUnavailable(f"the broker did not take {name}: {exc}") from exc

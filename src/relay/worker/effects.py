@@ -1,0 +1,94 @@
+"""Idempotent effects: a task's effect applies at most once per idempotency key.
+
+``EffectStore`` is the port (the processed-key claim and the transaction it lives in);
+``SqlEffects`` keeps the keys in the ``processed_keys`` table, claimed in the same transaction as
+the effect. ``IdempotentEffects`` is the middleware that hands the store to each task execution.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.exc import IntegrityError
+
+from relay.adapters.sql import Database
+from relay.models import ProcessedKey
+from relay.worker.middleware import TaskCall, TaskMiddleware
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+log = logging.getLogger(__name__)
+
+_KEY_LENGTH = 128  # ProcessedKey.idempotency_key
+
+
+class EffectStore:
+    """Where processed keys live; subclasses say how a key is claimed."""
+
+    def key(self, idempotency_key: str | None, scope: str | None = None) -> str | None:
+        """The processed key of a message (and ``scope``); ``None`` without an idempotency key."""
+        if idempotency_key is None:
+            return None
+        key = idempotency_key if scope is None else f"{idempotency_key}:{scope}"
+        if len(key) > _KEY_LENGTH:
+            key = "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+        return key
+
+    def effect(self, task_name: str, key: str | None) -> AbstractContextManager[Any]:
+        """A unit of work that yields a session, or ``None`` when ``key`` was processed."""
+        raise NotImplementedError
+
+    def processed(self, key: str) -> bool:
+        """Whether ``key``'s effect was applied."""
+        raise NotImplementedError
+
+
+class SqlEffects(EffectStore):
+    """Processed keys in the database, claimed inside the effect's own transaction."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    @contextmanager
+    def effect(self, task_name: str, key: str | None) -> Iterator[Session | None]:
+        """A concurrent duplicate blocks on the unique key until the first commits, then sees the
+        conflict and skips (PostgreSQL); SQLite serialises writers outright."""
+        with self.db.transaction() as session:
+            if key is not None and not self._claim(session, task_name, key):
+                log.info(
+                    "duplicate delivery skipped",
+                    extra={"action": "task.duplicate", "task": task_name, "key": key},
+                )
+                yield None
+                return
+            yield session
+
+    def _claim(self, session: Session, task_name: str, key: str) -> bool:
+        if session.get(ProcessedKey, key) is not None:
+            return False
+        try:
+            # A savepoint, so that losing the race leaves the transaction usable.
+            with session.begin_nested():
+                session.add(ProcessedKey(idempotency_key=key, task_name=task_name))
+        except IntegrityError:
+            return False
+        return True
+
+    def processed(self, key: str) -> bool:
+        with self.db.session() as session:
+            return session.get(ProcessedKey, key) is not None
+
+
+class IdempotentEffects(TaskMiddleware):
+    """Hands the effect store to every execution (``RelayTask.effect()`` uses it)."""
+
+    def __init__(self, store: EffectStore) -> None:
+        self.store = store
+
+    def on_start(self, call: TaskCall) -> None:
+        call.context["effects"] = self.store
