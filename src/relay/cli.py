@@ -64,7 +64,7 @@ def worker(
     queues: str, concurrency: int | None, pool: str, hostname: str | None, include: tuple[str, ...]
 ) -> None:
     """Run a Celery worker on the given queues."""
-    from relay.app_factory import create_app
+    from relay.composition import create_runtime
     from relay.worker.hooks import install_worker_hooks
 
     settings = _settings()
@@ -72,8 +72,7 @@ def worker(
     unknown = sorted(set(names) - set(catalog.queue_names()))
     if unknown:
         raise click.BadParameter(f"unknown queue(s): {', '.join(unknown)}", param_hint="--queues")
-    app = create_app(settings)
-    runtime = app.extensions["relay"]
+    runtime = create_runtime(settings)
     install_worker_hooks(runtime.celery, runtime.db, runtime.lifecycle)
     argv = [
         "worker",
@@ -87,16 +86,22 @@ def worker(
     ]  # fmt: skip
     if include:
         argv += ["--include", ",".join(include)]
-    runtime.celery.worker_main(argv)
+    try:
+        runtime.celery.worker_main(argv)
+    finally:
+        runtime.close()  # flush what the main process buffered (records, stats)
 
 
 @main.command()
 def beat() -> None:
     """Run the beat scheduler (celery-redbeat: a second beat waits for the lock)."""
-    from relay.app_factory import create_app
+    from relay.composition import create_runtime
 
-    runtime = create_app(_settings()).extensions["relay"]
-    runtime.celery.start(["beat", "--loglevel", runtime.settings.log.level])
+    runtime = create_runtime(_settings())
+    try:
+        runtime.celery.start(["beat", "--loglevel", runtime.settings.log.level])
+    finally:
+        runtime.close()
 
 
 @main.command()

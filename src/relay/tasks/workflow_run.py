@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from relay import catalog
+from relay.background import Periodic
 from relay.catalog import WORKFLOW_QUEUE_BY_PLAN
 from relay.config import Plan
 from relay.errors import QuotaExceeded
@@ -184,37 +184,32 @@ class _Usage:
 
 
 class _Watcher:
-    """Beats for the attempt and polls its stop flag, on a thread of its own."""
+    """Beats for the attempt and polls its stop flag, on a ``Periodic`` of its own."""
 
     def __init__(self, manager: AppQueueManager, beat: float, poll: float) -> None:
         self.manager = manager
         self.beat = beat
-        self.poll = poll
         self.on_stop: Callable[[], None] = lambda: None
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="relay-run-watcher", daemon=True)
+        self._stopped = False
+        self._next_beat = time.monotonic() + beat
+        self._job = Periodic("run-watcher", self._tick, poll)
 
     def start(self) -> None:
-        self._thread.start()
+        self._job.ensure()
 
     def close(self) -> None:
-        self._done.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)
+        self._job.stop(timeout=5)
 
-    def _run(self) -> None:
-        next_beat = time.monotonic() + self.beat
-        stopped = False
-        while not self._done.wait(self.poll):
-            try:
-                if not stopped and self.manager.poll_stop():
-                    stopped = True
-                    self.on_stop()
-                if time.monotonic() >= next_beat:
-                    self.manager.heartbeat()
-                    next_beat = time.monotonic() + self.beat
-            except Exception:  # a Redis blip: try again next tick
-                log.warning("run watcher tick failed", exc_info=True)
+    def _tick(self) -> None:
+        try:
+            if not self._stopped and self.manager.poll_stop():
+                self._stopped = True
+                self.on_stop()
+            if time.monotonic() >= self._next_beat:
+                self.manager.heartbeat()
+                self._next_beat = time.monotonic() + self.beat
+        except Exception:  # a Redis blip: try again next tick
+            log.warning("run watcher tick failed", exc_info=True)
 
 
 class WorkflowRunner:

@@ -2,8 +2,9 @@
 
 ``PresenceStep`` is a consumer bootstep: once the worker consumes its queues it announces them
 through a presence key (refreshed by a heartbeat thread) and withdraws it at a clean shutdown.
-``install_worker_hooks`` drops database connections a prefork child inherited from its parent
-and records RECEIVED as soon as a message is taken off its queue.
+``install_worker_hooks`` drops database connections a prefork child inherited from its parent,
+records RECEIVED as soon as a message is taken off its queue, and flushes a child's buffers when
+it exits.
 """
 
 from __future__ import annotations
@@ -54,6 +55,10 @@ def install_worker_hooks(celery: Any, db: Database, lifecycle: TaskLifecycle) ->
     def on_process_init(**_: Any) -> None:
         db.after_fork()
 
+    def on_process_shutdown(**_: Any) -> None:
+        # A pool child exits: write what its helpers buffered (records, stats) before it goes.
+        celery.background.stop_all(timeout=2.0)
+
     def on_received(request: Any = None, **_: Any) -> None:
         # In the worker's main process, as soon as the message is taken off the queue.
         if request is None or getattr(request, "app", celery) is not celery:
@@ -69,3 +74,6 @@ def install_worker_hooks(celery: Any, db: Database, lifecycle: TaskLifecycle) ->
     uid = f"relay-{id(celery)}"
     signals.worker_process_init.connect(on_process_init, weak=False, dispatch_uid=uid + "-init")
     signals.task_received.connect(on_received, weak=False, dispatch_uid=uid + "-received")
+    signals.worker_process_shutdown.connect(
+        on_process_shutdown, weak=False, dispatch_uid=uid + "-shutdown"
+    )
