@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from relay.monitoring.presence import WorkerPresence
 from relay.tasks.catalog import routed_queues
+from relay.workflow.sandbox import sandbox_status
 
 if TYPE_CHECKING:
     from relay.runtime import Runtime
@@ -76,8 +77,18 @@ class HealthChecker:
                 _probe("redis", self._redis),
                 _probe("database", self._database),
                 _probe("workers", self._workers),
+                _probe("sandbox", self._sandbox),
             ]
         )
+
+    def _sandbox(self) -> dict[str, Any]:
+        # Whether this host can run code nodes isolated (self-check once, then cached).
+        status = sandbox_status(self.runtime.settings.workflow.code_sandbox)
+        return {
+            "mode": status.mode,
+            **status.details,
+            **({"error": status.reason} if not status.ok else {}),
+        }
 
     def _redis(self) -> dict[str, Any] | None:
         self.runtime.redis.ping()
