@@ -105,6 +105,8 @@ def environment() -> dict[str, str]:
         "LD_LIBRARY_PATH": f"{PYTHON_ROOT}/lib",
         "MPLBACKEND": "Agg",
         "MPLCONFIGDIR": f"{WORKDIR}/.matplotlib",
+        # glibc reserves 64 MiB of address space per thread arena: keep the limit for data.
+        "MALLOC_ARENA_MAX": "2",
         "OPENBLAS_NUM_THREADS": "1",
         "OMP_NUM_THREADS": "1",
         "MKL_NUM_THREADS": "1",
