@@ -16,7 +16,6 @@ import ctypes
 import io
 import json
 import os
-import pkgutil
 import resource
 import sys
 import traceback
@@ -58,7 +57,13 @@ class _AllowList:
             for entry in sys.path
             if entry and "site-packages" not in entry and "dist-packages" not in entry
         ]
-        found = {module.name for module in pkgutil.iter_modules(stdlib_paths)}
+        found = set()
+        for directory in stdlib_paths:
+            try:
+                names = os.listdir(directory)
+            except OSError:
+                continue
+            found.update(name.split(".", 1)[0] for name in names)
         self.modules = (
             set(modules) | found | set(sys.stdlib_module_names) | set(sys.builtin_module_names)
         )
