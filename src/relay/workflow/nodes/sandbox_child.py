@@ -57,7 +57,7 @@ class _AllowList:
             for entry in sys.path
             if entry and "site-packages" not in entry and "dist-packages" not in entry
         ]
-        found = set()
+        found: set[str] = set()
         for directory in stdlib_paths:
             try:
                 names = os.listdir(directory)
