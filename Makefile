@@ -9,6 +9,11 @@ STAMP  := $(VENV)/.installed
 .PHONY: up test lint format bench chaos clean readme
 
 $(STAMP): pyproject.toml
+	@# bubblewrap isolates code nodes (with libseccomp's filters); without it they refuse to run.
+	@command -v bwrap >/dev/null && ldconfig -p | grep -q libseccomp.so.2 || \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && apt-get install -y -qq bubblewrap libseccomp2 >/dev/null; \
+	  else echo "warning: install bubblewrap and libseccomp2 (code nodes refuse without them)"; fi
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'

@@ -115,7 +115,7 @@ def create_runtime(settings: Settings) -> Runtime:
         admission=RedisAdmission(client, settings.scheduling),
         streams=_run_streams(settings, client, redis_url),
         presence=presence,
-        health=HealthChecker(client, db, presence),
+        health=HealthChecker(client, db, presence, settings.workflow.code_sandbox),
         embedded_redis=embedded,
     )
     _task_chain(runtime)

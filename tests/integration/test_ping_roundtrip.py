@@ -46,6 +46,9 @@ def test_health_reports_each_component(client: Any, runtime: Any) -> None:
     assert response.json["failing"] == ["workers"]
     assert response.json["components"]["redis"]["ok"]
     assert response.json["components"]["database"]["ok"]
+    # Code nodes can run isolated on this host (CI installs bubblewrap).
+    assert response.json["components"]["sandbox"]["ok"], response.json["components"]["sandbox"]
+    assert response.json["components"]["sandbox"]["mode"] == "bubblewrap"
 
     from tests.conftest import run_worker
 

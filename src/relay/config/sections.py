@@ -176,6 +176,31 @@ class WorkflowSettings(BaseModel):
         False, description="Let http-request nodes reach loopback and private addresses"
     )
     code_time_limit: float = Field(10.0, gt=0, description="Seconds a code node may run")
+    code_sandbox: Literal["bubblewrap", "unsafe-local"] = Field(
+        "bubblewrap",
+        description="Isolation of code nodes: bubblewrap (namespaces, read-only filesystem view, "
+        "seccomp; code nodes refuse to run when it cannot be set up) or unsafe-local (a plain "
+        "child process: local development only, logs a warning each time code runs)",
+    )
+    code_allowed_packages: list[str] = Field(
+        default_factory=lambda: [
+            "numpy",
+            "pandas",
+            "requests",
+            "json-repair",
+            "jieba",
+            "sympy",
+            "matplotlib",
+        ],
+        description="Packages (pip names, installed in relay's environment) code nodes may "
+        "import besides the standard library; their dependencies come along",
+    )
+    code_memory_limit_mb: int = Field(
+        512, ge=32, description="Address-space limit of a code node's process (MiB)"
+    )
+    code_workdir_mb: int = Field(
+        64, ge=1, description="Size of a code node's private writable tmpfs (MiB)"
+    )
 
     @model_validator(mode="after")
     def _openai_needs_url(self) -> WorkflowSettings:

@@ -12,6 +12,7 @@ import redis
 from relay.adapters.sql import Database
 from relay.catalog import routed_queues
 from relay.monitoring.presence import WorkerPresence
+from relay.workflow.sandbox import sandbox_status
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,15 @@ def _probe(name: str, fn: Callable[[], dict[str, Any] | None]) -> ComponentHealt
 class HealthChecker:
     """Runs the probes against one runtime's Redis, database and worker presence."""
 
-    def __init__(self, client: redis.Redis, db: Database, presence: WorkerPresence) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        db: Database,
+        presence: WorkerPresence,
+        code_sandbox: str = "bubblewrap",
+    ) -> None:
+        """``code_sandbox``: the code-node sandbox mode to self-check (``RELAY_WORKFLOW_...``)."""
+        self.code_sandbox = code_sandbox
         self.redis = client
         self.db = db
         self.presence = presence
@@ -77,8 +86,18 @@ class HealthChecker:
                 _probe("redis", self._redis),
                 _probe("database", self._database),
                 _probe("workers", self._workers),
+                _probe("sandbox", self._sandbox),
             ]
         )
+
+    def _sandbox(self) -> dict[str, Any]:
+        # Whether this host can run code nodes isolated (self-check once, then cached).
+        status = sandbox_status(self.code_sandbox)
+        return {
+            "mode": status.mode,
+            **status.details,
+            **({"error": status.reason} if not status.ok else {}),
+        }
 
     def _redis(self) -> dict[str, Any] | None:
         self.redis.ping()

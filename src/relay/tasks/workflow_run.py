@@ -105,6 +105,17 @@ def llm_settings(settings: WorkflowSettings) -> LLMSettings:
     )
 
 
+def code_sandbox_config(settings: WorkflowSettings) -> CodeSandboxConfig:
+    """Isolation, packages and limits of code nodes."""
+    return CodeSandboxConfig(
+        mode=settings.code_sandbox,
+        allowed_packages=tuple(settings.code_allowed_packages),
+        time_limit=settings.code_time_limit,
+        memory_limit_mb=settings.code_memory_limit_mb,
+        workdir_size_mb=settings.code_workdir_mb,
+    )
+
+
 def execution_limits(settings: WorkflowSettings) -> ExecutionLimits:
     """Max steps and time per run."""
     return ExecutionLimits(max_steps=settings.max_steps, max_time=settings.max_time)
@@ -315,7 +326,7 @@ class WorkflowRunner:
             # Knowledge-retrieval nodes search the keyword index built by document indexing.
             knowledge=SqlKnowledgeIndex(self.runtime.db),
             http=HttpRequestConfig(allow_private_addresses=ws.http_allow_private_addresses),
-            code=CodeSandboxConfig(time_limit=ws.code_time_limit),
+            code=code_sandbox_config(ws),
         )
         return create_engine(
             graph_from_dict(graph),

@@ -67,14 +67,39 @@ class HttpRequestConfig(_Config):
     verify_ssl: bool = True
 
 
-class CodeSandboxConfig(_Config):
-    """Limits of the code node's child process."""
+# What Dify's sandbox offers code nodes (pip names); their dependencies come along.
+DEFAULT_SANDBOX_PACKAGES: tuple[str, ...] = (
+    "numpy",
+    "pandas",
+    "requests",
+    "json-repair",
+    "jieba",
+    "sympy",
+    "matplotlib",
+)
 
+
+class CodeSandboxConfig(_Config):
+    """Isolation and limits of the code node's child process."""
+
+    mode: Literal["bubblewrap", "unsafe-local"] = Field(
+        "bubblewrap",
+        description="bubblewrap: namespaces, read-only view, seccomp; unsafe-local: a plain child "
+        "process with rlimits only (local development, never for tenants' code)",
+    )
+    bwrap: str = Field("bwrap", description="the bubblewrap executable (a name on PATH or a path)")
     python: str | None = Field(None, description="interpreter; None uses relay's own")
+    allowed_packages: tuple[str, ...] = Field(
+        DEFAULT_SANDBOX_PACKAGES,
+        description="distributions code may import (with their dependencies), besides the stdlib",
+    )
     time_limit: float = Field(10.0, gt=0, description="wall seconds before the child is killed")
     memory_limit_mb: int = Field(512, ge=32, description="address-space limit of the child")
     max_output_bytes: int = Field(1024 * 1024, ge=1024)
     max_file_size_mb: int = Field(16, ge=0, description="largest file the child may write")
+    workdir_size_mb: int = Field(
+        64, ge=1, description="size of the private tmpfs the code may write to (bubblewrap)"
+    )
     sandbox_uid: int | None = Field(
-        65534, description="when relay runs as root, the child drops to this uid (nobody)"
+        65534, description="the uid code runs as (nobody); unsafe-local drops to it only as root"
     )

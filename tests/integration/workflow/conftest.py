@@ -33,3 +33,15 @@ def require_sandbox_packages(*names: str) -> None:
     if os.environ.get("CI") == "true":
         pytest.fail(message)
     pytest.skip(message)
+
+
+def require_sandbox() -> None:
+    """Code nodes need bubblewrap here (CI installs it and fails without; local runs skip)."""
+    from relay.workflow.sandbox import sandbox_status
+
+    status = sandbox_status()
+    if status.ok:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"code sandbox unavailable: {status.reason}")
+    pytest.skip(f"code sandbox unavailable: {status.reason}")

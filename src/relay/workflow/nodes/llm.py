@@ -20,7 +20,7 @@ from relay.workflow.nodes.base import (
     StreamChunk,
     parse_data,
 )
-from relay.workflow.nodes.template_transform import compile_template
+from relay.workflow.nodes.template_transform import render_template
 from relay.workflow.variables import (
     Selector,
     VariablePool,
@@ -164,7 +164,7 @@ class LLMNode(Node):
                 v.variable: pool.get(v.value_selector)
                 for v in self.data.prompt_config.jinja2_variables
             }
-            return compile_template(message.jinja2_text).render(**variables)
+            return render_template(message.jinja2_text, variables)
         return pool.render(message.text)
 
     def run(self, ctx: NodeContext) -> NodeRun:

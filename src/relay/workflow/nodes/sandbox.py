@@ -1,39 +1,50 @@
-"""Runs code node Python in a separate, confined process: fresh interpreter, clean environment,
-time and memory limits, an unprivileged user when relay runs as root, JSON in and out.
+"""Runs code node Python in a separate, confined process: a fresh interpreter, JSON in and out.
+
+Two modes (``CodeSandboxConfig.mode``):
+
+- ``bubblewrap`` (the default): the child runs in bubblewrap's namespaces with a read-only
+  minimal filesystem view, a private size-bounded tmpfs, no network, all capabilities dropped,
+  no_new_privs and a seccomp filter (see ``relay.workflow.sandbox``). When that cannot be set up
+  on this host the node refuses to run (``sandbox_status`` says why).
+- ``unsafe-local``: a plain child process with rlimits and a clean environment, dropping to
+  nobody when relay runs as root. It isolates nothing from a determined tenant: for local
+  development only, and it says so in the log each time it runs code.
+
+Both limit CPU time, wall time, address space, file size and output, and allow imports from
+the standard library and the allowed packages only.
 """
 
 from __future__ import annotations
 
-import contextlib
+import base64
 import json
+import logging
 import math
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from relay.workflow.config import CodeSandboxConfig
-from relay.workflow.errors import NodeError, NodeStopped
+from relay.workflow.errors import NodeError
+from relay.workflow.sandbox import bwrap
+from relay.workflow.sandbox.packages import not_allowed_hint, package_view
+from relay.workflow.sandbox.runner import SandboxResult, Spawn, execute
+from relay.workflow.sandbox.seccomp import SeccompUnavailable, base_filter, exec_filter
+from relay.workflow.sandbox.status import UNSAFE_LOCAL, sandbox_status
 from relay.workflow.stop import StopToken
+
+__all__ = ["CodeSandbox", "SandboxResult"]
+
+log = logging.getLogger(__name__)
 
 
 @cache
 def _child_source() -> str:
     return (Path(__file__).with_name("sandbox_child.py")).read_text(encoding="utf-8")
-
-
-@dataclass(frozen=True)
-class SandboxResult:
-    """What ``main()`` returned and what the code printed."""
-
-    result: dict[str, Any]
-    stdout: str
 
 
 class CodeSandbox:
@@ -44,87 +55,93 @@ class CodeSandbox:
 
     def run(self, code: str, inputs: dict[str, Any], stop: StopToken) -> SandboxResult:
         """Run ``main(**inputs)`` from ``code``; raises NodeError on failure or time out."""
+        if self.config.mode == UNSAFE_LOCAL:
+            return self._run_unsafe(code, inputs, stop)
+        status = sandbox_status(self.config.mode, self.config.bwrap)
+        if not status.ok:
+            raise NodeError(status.refusal())
+        return self.run_isolated(code, inputs, stop)
+
+    def _request(self, code: str, inputs: dict[str, Any], **extra: Any) -> bytes:
         config = self.config
-        uid = config.sandbox_uid if os.geteuid() == 0 else None
+        view = package_view(config.allowed_packages)
         try:
-            request = json.dumps(
+            return json.dumps(
                 {
                     "code": code,
                     "inputs": inputs,
-                    "uid": uid,
                     "limits": {
                         "memory_bytes": config.memory_limit_mb * 1024 * 1024,
                         "cpu_seconds": math.ceil(config.time_limit) + 1,
                         "file_bytes": config.max_file_size_mb * 1024 * 1024,
                     },
+                    "modules": sorted(view.modules),
+                    "hint": not_allowed_hint(view.allowed),
+                    **extra,
                 },
                 ensure_ascii=False,
             ).encode()
         except (TypeError, ValueError) as exc:
             raise NodeError(f"code inputs are not JSON data: {exc}") from exc
+
+    def run_isolated(self, code: str, inputs: dict[str, Any], stop: StopToken) -> SandboxResult:
+        """Run in bubblewrap without consulting the status (the self-check itself uses this)."""
+        config = self.config
+        path = shutil.which(config.bwrap)
+        if path is None:
+            raise NodeError(f"the bubblewrap executable {config.bwrap!r} is missing")
+        try:
+            program = base_filter()
+            request = self._request(
+                code,
+                inputs,
+                site=bwrap.SITE_DIR,
+                exec_filter=base64.b64encode(exec_filter()).decode(),
+            )
+        except SeccompUnavailable as exc:
+            raise NodeError(str(exc)) from exc
+        seccomp_fd = os.memfd_create("relay-seccomp", 0)
+        try:
+            os.write(seccomp_fd, program)
+            os.lseek(seccomp_fd, 0, os.SEEK_SET)
+            argv = bwrap.command(
+                path,
+                package_view(config.allowed_packages),
+                seccomp_fd,
+                config.workdir_size_mb * 1024 * 1024,
+                _child_source(),
+            )
+            spawn = Spawn(argv, env={"PATH": "/usr/bin:/bin"}, cwd="/", pass_fds=(seccomp_fd,))
+            return execute(spawn, request, config.time_limit, config.max_output_bytes, stop)
+        finally:
+            os.close(seccomp_fd)
+
+    def _run_unsafe(self, code: str, inputs: dict[str, Any], stop: StopToken) -> SandboxResult:
+        config = self.config
+        log.warning(
+            "UNSAFE: running a code node WITHOUT isolation (RELAY_WORKFLOW_CODE_SANDBOX="
+            "unsafe-local): the code can read this host's files and reach its network. "
+            "Never use this mode for code you do not trust."
+        )
+        uid = config.sandbox_uid if os.geteuid() == 0 else None
+        request = self._request(code, inputs, uid=uid)
         workdir = tempfile.mkdtemp(prefix="relay-code-")
         try:
             if uid is not None:
                 os.chown(workdir, uid, uid)
-            return self._spawn(request, workdir, stop)
+            # Only what an interpreter needs: the parent's environment (secrets) stays behind.
+            env = {
+                "PATH": "/usr/local/bin:/usr/bin:/bin",
+                "LANG": "C.UTF-8",
+                "HOME": workdir,
+                "TMPDIR": workdir,
+                "MPLBACKEND": "Agg",
+                "OPENBLAS_NUM_THREADS": "1",
+                "OMP_NUM_THREADS": "1",
+                "MKL_NUM_THREADS": "1",
+            }
+            argv = [config.python or sys.executable, "-I", "-X", "utf8", "-c", _child_source()]
+            spawn = Spawn(argv, env=env, cwd=workdir)
+            return execute(spawn, request, config.time_limit, config.max_output_bytes, stop)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
-
-    def _spawn(self, request: bytes, workdir: str, stop: StopToken) -> SandboxResult:
-        config = self.config
-        # Only what an interpreter needs: the parent's environment (secrets) stays behind.
-        env = {
-            "PATH": "/usr/local/bin:/usr/bin:/bin",
-            "LANG": "C.UTF-8",
-            "HOME": workdir,
-            "TMPDIR": workdir,
-            "OPENBLAS_NUM_THREADS": "1",
-            "OMP_NUM_THREADS": "1",
-            "MKL_NUM_THREADS": "1",
-        }
-        process = subprocess.Popen(
-            [config.python or sys.executable, "-I", "-X", "utf8", "-c", _child_source()],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            cwd=workdir,
-            env=env,
-            close_fds=True,
-            start_new_session=True,  # its own process group: killing it kills its children
-        )
-        unsubscribe = stop.on_set(lambda: _kill(process))
-        try:
-            out, err = process.communicate(request, timeout=config.time_limit)
-        except subprocess.TimeoutExpired:
-            _kill(process)
-            process.communicate()
-            raise NodeError(
-                f"code execution exceeded its time limit of {config.time_limit:g}s and was killed"
-            ) from None
-        finally:
-            unsubscribe()
-            if process.poll() is None:
-                _kill(process)
-                process.communicate()
-        if stop.is_set():
-            raise NodeStopped(stop.reason or "stopped")
-        return self._reply(process.returncode, out, err)
-
-    def _reply(self, returncode: int, out: bytes, err: bytes) -> SandboxResult:
-        if len(out) > self.config.max_output_bytes:
-            raise NodeError(f"code output is larger than {self.config.max_output_bytes} bytes")
-        lines = out.decode("utf-8", errors="replace").strip().splitlines()
-        if returncode != 0 or not lines:
-            if returncode == -signal.SIGXCPU:
-                raise NodeError("code execution exceeded its CPU time limit and was killed")
-            tail = err.decode("utf-8", errors="replace").strip()[-500:]
-            raise NodeError(f"code process ended with status {returncode}: {tail}")
-        reply = json.loads(lines[-1])
-        if not reply.get("ok"):
-            raise NodeError(f"code failed: {reply.get('error')}")
-        return SandboxResult(result=reply["result"], stdout=reply.get("stdout", ""))
-
-
-def _kill(process: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)

@@ -1,13 +1,17 @@
-"""The code node's child process. It runs as a fresh interpreter (``python -I -c <this file>``)
+"""The code node's child process (relay-sandbox-child). It runs as a fresh interpreter
+(``python -I -c <this file>``), inside bubblewrap or, in unsafe-local mode, as a plain child,
 and imports nothing from relay, so nothing of the parent's memory exists in it.
 
-Order matters: limits are set and privileges dropped before any user code is compiled.
-Protocol: one JSON request on stdin ``{code, inputs, limits, uid}``; one JSON line on the
-original stdout ``{ok, result | error, stdout}``. What the user code prints is captured.
+Order matters: limits are set, privileges dropped, the exec filter loaded and the import
+allow-list installed before any user code is compiled.
+Protocol: one JSON request on stdin ``{code, inputs, limits, uid, site, modules, hint,
+exec_filter}``; one JSON line on the original stdout ``{ok, result | error, stdout}``. What the
+user code prints is captured.
 """
 
 from __future__ import annotations
 
+import base64
 import ctypes
 import io
 import json
@@ -21,6 +25,8 @@ _CAP_DAC_READ_SEARCH = 2
 _PR_SET_KEEPCAPS = 8
 _PR_SET_NO_NEW_PRIVS = 38
 _CAPABILITY_VERSION_3 = 0x20080522
+_PR_SET_SECCOMP = 22
+_SECCOMP_MODE_FILTER = 2
 
 
 class _CapHeader(ctypes.Structure):
@@ -33,6 +39,52 @@ class _CapData(ctypes.Structure):
         ("permitted", ctypes.c_uint32),
         ("inheritable", ctypes.c_uint32),
     ]
+
+
+class _Program(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+class _AllowList:
+    """Import finder: top-level modules outside the stdlib and the allowed packages fail with
+    "No module named X" and how to allow it (in the sandbox they are not even there)."""
+
+    def __init__(self, modules: list[str], hint: str) -> None:
+        # The standard library: its names, plus whatever its directories hold (for instance
+        # _sysconfigdata_*, which stdlib_module_names does not list).
+        stdlib_paths = [
+            entry
+            for entry in sys.path
+            if entry and "site-packages" not in entry and "dist-packages" not in entry
+        ]
+        found: set[str] = set()
+        for directory in stdlib_paths:
+            try:
+                names = os.listdir(directory)
+            except OSError:
+                continue
+            found.update(name.split(".", 1)[0] for name in names)
+        self.modules = (
+            set(modules) | found | set(sys.stdlib_module_names) | set(sys.builtin_module_names)
+        )
+        self.hint = hint
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> None:
+        top = fullname.partition(".")[0]
+        if top not in self.modules:
+            raise ModuleNotFoundError(f"No module named {top!r}; {self.hint}", name=top)
+
+
+def _load_exec_filter(program: bytes) -> None:
+    """From here on execve fails: the process stays the interpreter it is (seccomp stacks on
+    bubblewrap's filter, which had to let bubblewrap exec this interpreter)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS)")
+    buffer = ctypes.create_string_buffer(program, len(program))
+    fprog = _Program(len(program) // 8, ctypes.cast(buffer, ctypes.c_void_p))
+    if libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_SECCOMP)")
 
 
 def _set_limits(limits: dict[str, int]) -> None:
@@ -89,6 +141,12 @@ def main() -> None:
         _set_limits(request["limits"])
         if request.get("uid") is not None:
             _drop_privileges(int(request["uid"]))
+        if request.get("exec_filter"):
+            _load_exec_filter(base64.b64decode(request["exec_filter"]))
+        if request.get("modules") is not None:
+            sys.meta_path.insert(0, _AllowList(request["modules"], request.get("hint", "")))
+        if request.get("site"):
+            sys.path.append(request["site"])
     except OSError as exc:
         # Fail closed: never run user code with the parent's privileges or without limits.
         reply: dict[str, Any] = {"ok": False, "error": f"sandbox setup failed: {exc}"}

@@ -1,30 +1,46 @@
-"""template-transform: renders a Jinja2 template in Jinja2's sandbox."""
+"""template-transform: renders a Jinja2 template in Jinja2's sandbox, with limits enforced
+while it renders (``template_limits``)."""
 
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
 
 import jinja2
-from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field
 
 from relay.workflow.errors import GraphValidationError, NodeError
 from relay.workflow.graph import NodeConfig
 from relay.workflow.nodes.base import Node, NodeContext, NodeRun, NodeRunResult, parse_data
+from relay.workflow.nodes.template_limits import (
+    MAX_OUTPUT_LENGTH,
+    BoundedEnvironment,
+    render_bounded,
+)
 from relay.workflow.variables import Selector, as_selector
 
-# Dify's TEMPLATE_TRANSFORM_MAX_LENGTH.
-MAX_OUTPUT_LENGTH = 400_000
+__all__ = ["MAX_OUTPUT_LENGTH", "TemplateTransformNode", "compile_template", "render_template"]
 
-# The sandbox refuses unsafe attribute access (``__class__``, ``mro``, ...), which is what makes
-# user-written templates safe to render in-process.
-_ENVIRONMENT = SandboxedEnvironment(autoescape=False, keep_trailing_newline=True)
+# The sandbox refuses unsafe attribute access (``__class__``, ``mro``, ...), and the bounded
+# environment refuses unbounded allocation and work: together they make user-written templates
+# safe to render in-process.
+_ENVIRONMENT = BoundedEnvironment(autoescape=False, keep_trailing_newline=True)
 
 
 @lru_cache(maxsize=1024)
 def compile_template(source: str) -> jinja2.Template:
     """Compile once per distinct template text (a chain of nodes reuses the same few)."""
     return _ENVIRONMENT.from_string(source)
+
+
+def render_template(source: str, variables: dict[str, Any]) -> str:
+    """Render ``source`` within the rendering limits; raises NodeError."""
+    try:
+        return render_bounded(compile_template(source), variables)
+    except jinja2.TemplateError as exc:
+        raise NodeError(f"template error: {exc}") from exc
+    except (OverflowError, MemoryError, RecursionError, ValueError, TypeError) as exc:
+        raise NodeError(f"template error: {type(exc).__name__}: {exc}") from exc
 
 
 class TemplateVariable(BaseModel):
@@ -65,11 +81,6 @@ class TemplateTransformNode(Node):
 
     def run(self, ctx: NodeContext) -> NodeRun:
         inputs = {v.variable: ctx.pool.get(v.value_selector) for v in self.data.variables}
-        try:
-            output = compile_template(self.data.template).render(**inputs)
-        except jinja2.TemplateError as exc:
-            raise NodeError(f"template error: {exc}") from exc
-        if len(output) > MAX_OUTPUT_LENGTH:
-            raise NodeError(f"template output is longer than {MAX_OUTPUT_LENGTH} characters")
+        output = render_template(self.data.template, inputs)
         return NodeRunResult(outputs={"output": output}, inputs=inputs)
         yield  # a generator, like every node
