@@ -79,15 +79,20 @@ class RelayTask(Task):  # type: ignore[misc]
             headers=relay_headers(request.headers),
             idempotency_key=self.idempotency_key,
         )
-        lifecycle.started(run)
         call = super().__call__
+
+        def attempt() -> Any:
+            # Recorded STARTED only once the scheduler let this copy run: a copy it drops (stale,
+            # or a retry sent back to the fair order) never ran, and leaves the task's record to
+            # the copy that does run (a STARTED left behind would look like a lost worker).
+            lifecycle.started(run)
+            return call(*args, **kwargs)
+
         try:
             with flask_app.app_context():
                 # Messages the fair scheduler released run under its lease (and free their
                 # slot when they end); every other message runs as it is.
-                result = run_fairly(
-                    scheduler_of(self.runtime), request, lambda: call(*args, **kwargs)
-                )
+                result = run_fairly(scheduler_of(self.runtime), request, attempt)
         except (Retry, Ignore):
             # The task asked for its own retry, or the scheduler dropped a superseded copy:
             # Celery handles both; this attempt just stops counting as running.

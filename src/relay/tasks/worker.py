@@ -14,6 +14,7 @@ from celery import bootsteps, signals
 
 from relay.monitoring.presence import PresenceHeartbeat, WorkerPresence
 from relay.runtime import Runtime
+from relay.scheduling.dispatcher import HEADER as FAIR_HEADER
 
 
 def consumed_queues(consumer: Any) -> list[str]:
@@ -55,6 +56,10 @@ def install_worker_hooks(runtime: Runtime) -> None:
     def on_received(request: Any = None, **_: Any) -> None:
         # In the worker's main process, as soon as the message is taken off the queue.
         if request is None or getattr(request, "app", runtime.celery) is not runtime.celery:
+            return
+        if (getattr(request, "request_dict", None) or {}).get(FAIR_HEADER) is not None:
+            # Released by the fair scheduler, whose lease tracks it: only the copy the scheduler
+            # lets run is recorded (at start), so a dropped copy leaves no RECEIVED behind.
             return
         runtime.lifecycle.received(
             task_id=request.id,
