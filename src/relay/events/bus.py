@@ -29,6 +29,7 @@ from prometheus_client.registry import Collector
 
 from relay.errors import EventError
 from relay.events.signals import ALL_SIGNALS, PAYLOAD_TYPES
+from relay.extensions.ext_db import after_commit
 
 if TYPE_CHECKING:
     import redis
@@ -163,7 +164,11 @@ class EventBus:
         finally:
             # One clock read and one lock for the whole emit, not one per receiver.
             self._record(signal.name, outcomes)
-            self._maybe_flush()
+            if session is None:
+                self._maybe_flush()
+            else:
+                # The flush is a Redis round trip: not inside the caller's transaction.
+                after_commit(session, self._maybe_flush)
 
     def _call(
         self,

@@ -15,9 +15,10 @@ the total wait is bounded as before (``LOCK_WAIT``).
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -26,12 +27,16 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from relay.config import Settings
 
+log = logging.getLogger(__name__)
+
 # Longest total wait for SQLite's write lock before "database is locked" reaches the caller.
 LOCK_WAIT = 30.0
 # The driver's own (blocking) busy wait per attempt: short, so a waiting gevent process stays
 # responsive; between attempts the wait is a cooperative sleep.
 BUSY_TIMEOUT_MS = 5
 _READ_OPTION = "relay_read_only"
+_AFTER_COMMIT = "relay_after_commit"
+_AFTER_COMMIT_HOOKED = "relay_after_commit_hooked"
 
 
 class Database:
@@ -117,6 +122,35 @@ def begin_immediate(dbapi_conn: Any, wait: float = LOCK_WAIT) -> None:
         # holder among them, when it is in this process).
         time.sleep(pause)
         pause = min(pause * 2, 0.05)
+
+
+def after_commit(session: Session, callback: Callable[[], None]) -> None:
+    """Run ``callback`` once ``session``'s outermost transaction has committed; never on rollback.
+
+    For the Redis or network side of a unit of work (a cache write, a counter flush): it must not
+    run inside the transaction, which would hold its locks (on SQLite, the one write lock) across
+    the round trip. A callback that fails is logged; the commit has happened and stands.
+    """
+    session.info.setdefault(_AFTER_COMMIT, []).append(callback)
+    if not session.info.get(_AFTER_COMMIT_HOOKED):
+        session.info[_AFTER_COMMIT_HOOKED] = True
+        event.listen(session, "after_commit", _run_after_commit)
+        event.listen(session, "after_transaction_end", _drop_after_rollback)
+
+
+def _run_after_commit(session: Session) -> None:
+    if session.get_nested_transaction() is not None:
+        return  # a savepoint was released; the outer transaction is still open
+    for callback in session.info.pop(_AFTER_COMMIT, []):
+        try:
+            callback()
+        except Exception:
+            log.exception("after-commit callback failed", extra={"action": "db.after_commit"})
+
+
+def _drop_after_rollback(session: Session, transaction: Any) -> None:
+    if transaction.parent is None:
+        session.info.pop(_AFTER_COMMIT, None)
 
 
 def init_db(settings: Settings) -> Database:
