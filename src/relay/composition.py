@@ -32,6 +32,7 @@ from relay.events.handlers import register_handlers
 from relay.events.outbox import Outbox
 from relay.monitoring.health import HealthChecker
 from relay.monitoring.presence import WorkerPresence
+from relay.monitoring.queues import QueueMonitor
 from relay.monitoring.task_metrics import TaskStats, TaskStatsCollector
 from relay.runtime import Runtime
 from relay.scheduling.admission import RedisAdmission
@@ -115,6 +116,7 @@ def create_runtime(settings: Settings) -> Runtime:
         admission=RedisAdmission(client, settings.scheduling),
         streams=_run_streams(settings, client, redis_url),
         presence=presence,
+        queues=QueueMonitor(celery, client),
         health=HealthChecker(client, db, presence, settings.workflow.code_sandbox),
         embedded_redis=embedded,
     )
@@ -135,9 +137,10 @@ def _task_chain(runtime: Runtime) -> None:
         SentAt(),
         Scoped(lambda _call: runtime.activate()),
         RetryPolicyMiddleware(),
-        runtime.lifecycle,
         TaskMetrics(runtime.task_stats),
         FairLease(runtime.dispatcher),
+        # Inside the lease: only the copy the scheduler lets run is recorded as started.
+        runtime.lifecycle,
         IdempotentEffects(SqlEffects(runtime.db)),
     )
 

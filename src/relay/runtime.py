@@ -27,6 +27,7 @@ from relay.events.bus import EventBus
 from relay.events.outbox import Outbox
 from relay.monitoring.health import HealthChecker
 from relay.monitoring.presence import WorkerPresence
+from relay.monitoring.queues import QueueMonitor
 from relay.monitoring.task_metrics import TaskStats
 from relay.scheduling.admission import Admission
 from relay.scheduling.dispatcher import FairDispatcher
@@ -59,6 +60,7 @@ class Runtime:
     admission: Admission
     streams: RunStreams
     presence: WorkerPresence
+    queues: QueueMonitor
     health: HealthChecker
     embedded_redis: EmbeddedRedis | None = None
     _closed: bool = field(default=False, repr=False)

@@ -1,14 +1,24 @@
 """SQL database: one engine per process, a session per request and per task.
 
 Services own their transaction through ``Database.transaction()``; nothing commits implicitly.
-SQLite (the embedded default) runs in WAL mode and opens write transactions with
-``BEGIN IMMEDIATE`` so that a read that turns into a write waits for the lock instead of failing
-with "database is locked".
+SQLite (the embedded default) runs in WAL mode. ``transaction()`` opens ``BEGIN IMMEDIATE`` (a read
+that turns into a write then waits for the lock up front instead of failing with "database is
+locked"); ``session()`` is for reads and opens a deferred ``BEGIN``, which in WAL mode never waits
+for a writer.
+
+Waiting for the write lock must not stop a gevent process: SQLite's own busy handler sleeps inside
+the C call, which holds the only OS thread of a gunicorn gevent worker (every other request of the
+process, SSE streams included, stalls behind it). So the driver's busy timeout is short and
+``BEGIN IMMEDIATE`` is retried from Python with ``time.sleep``, which gevent makes cooperative;
+the total wait is bounded as before (``LOCK_WAIT``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -16,6 +26,17 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from relay.config import Settings
+
+log = logging.getLogger(__name__)
+
+# Longest total wait for SQLite's write lock before "database is locked" reaches the caller.
+LOCK_WAIT = 30.0
+# The driver's own (blocking) busy wait per attempt: short, so a waiting gevent process stays
+# responsive; between attempts the wait is a cooperative sleep.
+BUSY_TIMEOUT_MS = 5
+_READ_OPTION = "relay_read_only"
+_AFTER_COMMIT = "relay_after_commit"
+_AFTER_COMMIT_HOOKED = "relay_after_commit_hooked"
 
 
 class Database:
@@ -33,6 +54,10 @@ class Database:
         if self.is_sqlite:
             _configure_sqlite(self.engine)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # Reads: on SQLite a deferred BEGIN (WAL readers never wait for the writer).
+        self.read_sessions = sessionmaker(
+            self.engine.execution_options(**{_READ_OPTION: True}), expire_on_commit=False
+        )
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
@@ -42,13 +67,13 @@ class Database:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """A session whose transactions the caller manages."""
-        with self.sessions() as session:
+        """A session for reads (on SQLite its transactions never take the write lock)."""
+        with self.read_sessions() as session:
             yield session
 
     def ping(self) -> None:
         """Run ``SELECT 1``; raises when the database is unreachable."""
-        with self.engine.connect() as conn:
+        with self.engine.connect().execution_options(**{_READ_OPTION: True}) as conn:
             conn.execute(text("SELECT 1"))
 
     def after_fork(self) -> None:
@@ -69,12 +94,63 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        if conn.get_execution_options().get(_READ_OPTION):
+            conn.exec_driver_sql("BEGIN")
+            return
+        begin_immediate(conn.connection.dbapi_connection)
+
+
+def begin_immediate(dbapi_conn: Any, wait: float = LOCK_WAIT) -> None:
+    """``BEGIN IMMEDIATE``, retried with cooperative sleeps while another writer holds the lock."""
+    deadline = time.monotonic() + wait
+    pause = 0.001
+    while True:
+        try:
+            dbapi_conn.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            if time.monotonic() + pause > deadline:
+                raise
+        # time.sleep, not a busy loop: under gevent it yields to the other greenlets (the lock
+        # holder among them, when it is in this process).
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
+
+
+def after_commit(session: Session, callback: Callable[[], None]) -> None:
+    """Run ``callback`` once ``session``'s outermost transaction has committed; never on rollback.
+
+    For the Redis or network side of a unit of work (a cache write, a counter flush): it must not
+    run inside the transaction, which would hold its locks (on SQLite, the one write lock) across
+    the round trip. A callback that fails is logged; the commit has happened and stands.
+    """
+    session.info.setdefault(_AFTER_COMMIT, []).append(callback)
+    if not session.info.get(_AFTER_COMMIT_HOOKED):
+        session.info[_AFTER_COMMIT_HOOKED] = True
+        event.listen(session, "after_commit", _run_after_commit)
+        event.listen(session, "after_transaction_end", _drop_after_rollback)
+
+
+def _run_after_commit(session: Session) -> None:
+    if session.get_nested_transaction() is not None:
+        return  # a savepoint was released; the outer transaction is still open
+    for callback in session.info.pop(_AFTER_COMMIT, []):
+        try:
+            callback()
+        except Exception:
+            log.exception("after-commit callback failed", extra={"action": "db.after_commit"})
+
+
+def _drop_after_rollback(session: Session, transaction: Any) -> None:
+    if transaction.parent is None:
+        session.info.pop(_AFTER_COMMIT, None)
 
 
 def init_db(settings: Settings) -> Database:

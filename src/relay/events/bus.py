@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, SummaryMetricFamily
 from prometheus_client.registry import Collector
 
+from relay.adapters.sql import after_commit
 from relay.errors import EventError
 from relay.events.counters import EventCounters
 from relay.events.signals import ALL_SIGNALS, PAYLOAD_TYPES
@@ -181,7 +182,11 @@ class EventBus:
         finally:
             # One clock read and one lock for the whole emit, not one per receiver.
             self._record(signal.name, outcomes)
-            self._maybe_flush()
+            if session is None:
+                self._maybe_flush()
+            else:
+                # The flush is a Redis round trip: not inside the caller's transaction.
+                after_commit(session, self._maybe_flush)
 
     def _call(
         self,

@@ -214,35 +214,54 @@ class Outbox:
     def relay_pending(self, grace_seconds: float = 10.0, batch: int = 500) -> int:
         """Republish rows committed more than ``grace_seconds`` ago but never marked sent.
 
-        Returns how many rows were sent. On PostgreSQL the rows are locked (``SKIP LOCKED``) while
-        they are published, so two relays never send the same row at the same time; on SQLite the
-        write transaction serialises relays.
+        Returns how many rows were sent. The rows are read, published outside any transaction
+        (a broker that is down may take its whole timeout per batch, and a transaction held that
+        long would stop every writer: on SQLite there is one write lock), then marked in a short
+        transaction, only while still pending. Two relays running at once may both publish a
+        row; the task's idempotency key makes the second delivery a no-op, as for any republish.
         """
         cutoff = utcnow() - timedelta(seconds=grace_seconds)
         total = 0
+        after: tuple[Any, str] | None = None
         while True:
-            with self.db.transaction() as session:
-                query = (
-                    select(OutboxMessage)
-                    .where(OutboxMessage.status == OutboxStatus.PENDING)
-                    .where(OutboxMessage.created_at <= cutoff)
-                    .order_by(OutboxMessage.created_at)
-                    .limit(batch)
+            query = (
+                select(OutboxMessage)
+                .where(OutboxMessage.status == OutboxStatus.PENDING)
+                .where(OutboxMessage.created_at <= cutoff)
+                .order_by(OutboxMessage.created_at, OutboxMessage.id)
+                .limit(batch)
+            )
+            if after is not None:
+                # Rows a failed send left pending are not read again in this pass.
+                query = query.where(
+                    (OutboxMessage.created_at > after[0])
+                    | ((OutboxMessage.created_at == after[0]) & (OutboxMessage.id > after[1]))
                 )
-                if not self.db.is_sqlite:
-                    query = query.with_for_update(skip_locked=True)
+            with self.db.session() as session:
                 rows = list(session.scalars(query))
-                result = self._send(rows) if rows else SendResult()
-                sent, now = set(result.sent), utcnow()
+                session.expunge_all()
+            result = self._send(rows) if rows else SendResult()
+            sent, now = set(result.sent), utcnow()
+            if rows:
+                after = (rows[-1].created_at, rows[-1].id)
+                with self.db.transaction() as session:
+                    for row in rows:
+                        values: dict[str, Any] = {"attempts": OutboxMessage.attempts + 1}
+                        if row.id in sent:
+                            values.update(status=OutboxStatus.SENT, sent_at=now, last_error=None)
+                        else:
+                            values["last_error"] = result.failed.get(row.id)
+                        session.execute(
+                            update(OutboxMessage)
+                            .where(
+                                OutboxMessage.id == row.id,
+                                OutboxMessage.status == OutboxStatus.PENDING,
+                            )
+                            .values(**values)
+                        )
                 for row in rows:
-                    row.attempts += 1
                     if row.id in sent:
-                        row.status = OutboxStatus.SENT
-                        row.sent_at = now
-                        row.last_error = None
                         self._sent_marks.add(row.id, _pending_record(row))
-                    else:
-                        row.last_error = result.failed.get(row.id)
             total += len(result.sent)
             if len(rows) < batch or result.failed:
                 break

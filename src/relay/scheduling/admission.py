@@ -2,7 +2,9 @@
 
 Each check is one atomic Lua script on the tenant's keys (hash tag ``{tenant}``), so concurrent
 API replicas can never admit more than the limit. A refused request consumes nothing; the decision
-carries ``retry_after`` seconds, which the API turns into ``429`` with ``Retry-After``. Limits per
+carries ``retry_after`` seconds, which the API turns into ``429`` with ``Retry-After``. Work that
+was admitted but then not created (its transaction rolled back) gives its tokens back through
+``refund_submission`` / ``refund_workflow_run``. Limits per
 plan come from ``SchedulingSettings`` (``rate_per_second``, ``rate_burst``,
 ``daily_workflow_runs``). Days are UTC days of the Redis clock.
 """
@@ -69,6 +71,14 @@ class Admission(Protocol):
         """A token and one of today's runs, both or neither."""
         ...
 
+    def refund_submission(self, tenant: str, plan: Plan | str, count: int = 1) -> None:
+        """Give back ``count`` tokens an admitted submission did not use (capped at the burst)."""
+        ...
+
+    def refund_workflow_run(self, tenant: str, plan: Plan | str) -> None:
+        """Give back the token and today's run of an admitted run that was not created."""
+        ...
+
 
 # --- Redis ------------------------------------------------------------------------------------
 
@@ -121,6 +131,16 @@ if limit > 0 then left = tostring(limit - used) end
 return {1, '0', left, 'runs'}
 """
 
+_REFUND = """
+local rate, burst, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+bucket_store(KEYS[1], math.min(burst, bucket_level(KEYS[1], rate, burst) + cost), rate, burst)
+if KEYS[2] then
+  local runs_key = KEYS[2] .. DAY
+  if tonumber(redis.call('GET', runs_key) or '0') > 0 then redis.call('DECR', runs_key) end
+end
+return 1
+"""
+
 
 class RedisAdmission:
     """``Admission`` on Redis."""
@@ -133,6 +153,7 @@ class RedisAdmission:
         self.prefix = prefix
         self._rate = client.register_script(LUA_PRELUDE + _LIB + _RATE)
         self._run = client.register_script(LUA_PRELUDE + _LIB + _RUN)
+        self._refund = client.register_script(LUA_PRELUDE + _LIB + _REFUND)
 
     def _keys(self, tenant: str) -> list[str]:
         base = f"{self.prefix}:{{{tenant}}}:"
@@ -154,6 +175,16 @@ class RedisAdmission:
         if decision.remaining is not None and decision.remaining < 0:
             decision = AdmissionDecision(True)  # unlimited plan
         return decision
+
+    def refund_submission(self, tenant: str, plan: Plan | str, count: int = 1) -> None:
+        """As ``Admission.refund_submission``."""
+        rate, burst = _rate(self.settings, plan)
+        self._refund(keys=self._keys(tenant)[:1], args=[rate, burst, count])
+
+    def refund_workflow_run(self, tenant: str, plan: Plan | str) -> None:
+        """As ``Admission.refund_workflow_run``."""
+        rate, burst = _rate(self.settings, plan)
+        self._refund(keys=self._keys(tenant), args=[rate, burst, 1])
 
 
 # --- in memory --------------------------------------------------------------------------------
@@ -206,6 +237,24 @@ class InMemoryAdmission:
             if limit == 0:
                 return AdmissionDecision(True)
             return AdmissionDecision(True, 0.0, Limit.DAILY_RUNS, float(limit - used - 1))
+
+    def refund_submission(self, tenant: str, plan: Plan | str, count: int = 1) -> None:
+        """As ``Admission.refund_submission``."""
+        self._give_back(tenant, plan, count, run=False)
+
+    def refund_workflow_run(self, tenant: str, plan: Plan | str) -> None:
+        """As ``Admission.refund_workflow_run``."""
+        self._give_back(tenant, plan, 1, run=True)
+
+    def _give_back(self, tenant: str, plan: Plan | str, count: int, *, run: bool) -> None:
+        rate, burst = _rate(self.settings, plan)
+        with self._lock:
+            now = self.clock()
+            tokens = self._level(tenant, rate, burst, now)
+            self._buckets[tenant] = (min(float(burst), tokens + count), now)
+            day = (tenant, int(now // 86400))
+            if run and self._runs.get(day, 0) > 0:
+                self._runs[day] -= 1
 
 
 def _rate(settings: SchedulingSettings, plan: Plan | str) -> tuple[float, int]:

@@ -59,7 +59,9 @@ class ChatService:
     ) -> StartedRun:
         """Create (or continue) the user's conversation and enqueue the run answering ``query``."""
         owner = end_user_id(tenant_id, user)
-        with self.runtime.db.transaction() as session:
+        runs = WorkflowRunService(self.runtime)
+        # Checks read only; admission and the owner (Redis) come before the write transaction.
+        with self.runtime.db.session() as session:
             app = require_app(session, tenant_id, app_id)
             if app.mode != AppMode.ADVANCED_CHAT:
                 raise WrongAppMode(
@@ -67,20 +69,9 @@ class ChatService:
                     + ("; use /v1/workflows/run" if app.mode == AppMode.WORKFLOW else ""),
                     details={"mode": app.mode},
                 )
-            if conversation_id is None:
-                conversation = Conversation(
-                    id=new_id(),
-                    tenant_id=tenant_id,
-                    app_id=app_id,
-                    from_end_user_id=owner,
-                    name=query.strip()[:CONVERSATION_NAME_LENGTH],
-                    status=ConversationStatus.NORMAL,
-                )
-                session.add(conversation)
-                session.flush()
-            else:
+            if conversation_id is not None:
                 found = session.scalar(
-                    select(Conversation).where(
+                    select(Conversation.id).where(
                         Conversation.tenant_id == tenant_id,
                         Conversation.app_id == app_id,
                         Conversation.id == conversation_id,
@@ -89,14 +80,23 @@ class ChatService:
                 )
                 if found is None:
                     raise NotFound("conversation not found")
-                conversation = found
-            return WorkflowRunService(self.runtime).create_run(
-                session,
-                app,
-                user=user,
-                inputs=inputs,
-                query=query,
-                conversation_id=conversation.id,
+            prepared = runs.prepare_run(session, app)
+        with runs.admitted(prepared, user) as slot, self.runtime.db.transaction() as session:
+            if conversation_id is None:
+                conversation_id = new_id()
+                session.add(
+                    Conversation(
+                        id=conversation_id,
+                        tenant_id=tenant_id,
+                        app_id=app_id,
+                        from_end_user_id=owner,
+                        name=query.strip()[:CONVERSATION_NAME_LENGTH],
+                        status=ConversationStatus.NORMAL,
+                    )
+                )
+                session.flush()
+            return runs.create_run(
+                session, slot, inputs=inputs, query=query, conversation_id=conversation_id
             )
 
     def history(

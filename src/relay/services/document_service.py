@@ -34,7 +34,6 @@ from relay.models import (
     new_id,
 )
 from relay.runtime import Runtime
-from relay.scheduling.admission import RedisAdmission
 from relay.services.dataset_service import require_dataset
 from relay.services.document_status import transition
 from relay.services.pagination import Page, PageParams, paginate
@@ -215,6 +214,35 @@ class DocumentService:
         for doc in documents:
             _check(doc)
         settings = self.runtime.settings.indexing
+        with self.runtime.db.session() as session:
+            require_dataset(session, tenant_id, dataset_id)
+            plan = Plan(
+                session.scalar(select(Tenant.plan).where(Tenant.id == tenant_id)) or Plan.SANDBOX
+            )
+            held = session.scalar(
+                select(func.count(Document.id)).where(Document.tenant_id == tenant_id)
+            )
+        # An upload over the plan's limits is refused before it costs tokens (the transaction
+        # checks again under the lock: this read is only a first look).
+        refusal = check_limits(settings, plan, len(documents), int(held or 0))
+        if refusal is not None:
+            raise refusal.error([doc.name.strip() for doc in documents])
+        # Admission before the transaction (a Redis call): each document is a task submission
+        # against the plan's token bucket (429 with Retry-After; refused, nothing is created).
+        admission = self.runtime.admission
+        admission.check_submission(tenant_id, plan, len(documents)).enforce()
+        try:
+            return self._create(tenant_id, dataset_id, documents)
+        except BaseException:
+            # Nothing was created (a plan limit, a concurrent delete, a database error): the
+            # tokens go back, so a refused upload costs the tenant nothing.
+            admission.refund_submission(tenant_id, plan, len(documents))
+            raise
+
+    def _create(
+        self, tenant_id: str, dataset_id: str, documents: Sequence[NewDocument]
+    ) -> DocumentBatch:
+        settings = self.runtime.settings.indexing
         with self.runtime.db.transaction() as session:
             require_dataset(session, tenant_id, dataset_id, lock=True)
             # Serialises the tenant's uploads, so that two cannot both pass the document count
@@ -230,11 +258,6 @@ class DocumentService:
             )
             if refusal is not None:
                 raise refusal.error([doc.name.strip() for doc in documents])
-            # Admission: each document is a task submission against the plan's token bucket
-            # (429 with Retry-After; refused, nothing is created or enqueued).
-            RedisAdmission(self.runtime.redis, self.runtime.settings.scheduling).check_submission(
-                tenant_id, Plan(plan or Plan.SANDBOX), len(documents)
-            ).enforce()
             last = session.scalar(
                 select(func.max(Document.position)).where(
                     Document.tenant_id == tenant_id, Document.dataset_id == dataset_id

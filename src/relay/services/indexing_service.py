@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from relay import catalog
 from relay.errors import BadRequest, Conflict
 from relay.events.handlers.document_indexing import INDEX_DOCUMENTS, enqueue_dataset_task
-from relay.models import DocumentStatusLog, IndexingStatus
+from relay.models import Document, DocumentStatusLog, IndexingStatus
 from relay.runtime import Runtime
 from relay.services.dataset_service import require_dataset
 from relay.services.document_service import (
@@ -84,6 +84,15 @@ class DocumentList(BaseModel):
     documents: list[DocumentView]
 
 
+def _retryable(documents: Sequence[Document]) -> None:
+    busy = {d.id: d.indexing_status for d in documents if d.indexing_status not in RETRYABLE}
+    if busy:
+        raise Conflict(
+            "only documents in error or paused can be retried",
+            details={"indexing_status": busy},
+        )
+
+
 class IndexingService:
     """Operations on the indexing of a tenant's documents."""
 
@@ -105,13 +114,22 @@ class IndexingService:
                         f"the document is {status}; only waiting or indexing documents pause",
                         details={"indexing_status": status},
                     )
-                self.runtime.redis.set(pause_key(document_id), "1", ex=PAUSE_TTL)
                 if status == IndexingStatus.WAITING:
                     transition(session, document, IndexingStatus.PAUSED, reason="paused")
-            return document_views(session, tenant_id, [document])[0]
+            view = document_views(session, tenant_id, [document])[0]
+        if status != IndexingStatus.PAUSED:
+            # After commit (no Redis call inside the transaction): the worker indexing the
+            # document sees the flag at its next step; a waiting one is PAUSED in the database.
+            self.runtime.redis.set(pause_key(document_id), "1", ex=PAUSE_TTL)
+        return view
 
     def resume(self, tenant_id: str, dataset_id: str, document_id: str) -> DocumentView:
         """Take back a pause: a paused document is indexed again (enqueued through the outbox)."""
+        with self.runtime.db.session() as session:
+            require_document(session, tenant_id, dataset_id, document_id)
+        # Before the transaction (and its enqueue), so the task it starts never sees the old
+        # flag; after the ownership check, so nobody lifts another tenant's pause.
+        self.runtime.redis.delete(pause_key(document_id))
         with self.runtime.db.transaction() as session:
             document = require_document(session, tenant_id, dataset_id, document_id, lock=True)
             status = document.indexing_status
@@ -119,7 +137,6 @@ class IndexingService:
                 raise Conflict(
                     f"the document is {status}, not paused", details={"indexing_status": status}
                 )
-            self.runtime.redis.delete(pause_key(document_id))
             if status == IndexingStatus.PAUSED:
                 transition(session, document, IndexingStatus.WAITING, reason="resumed")
                 self._enqueue(
@@ -132,18 +149,16 @@ class IndexingService:
         unique = list(dict.fromkeys(ids))
         if not 1 <= len(unique) <= MAX_RETRY:
             raise BadRequest(f"name 1 to {MAX_RETRY} documents", details={"field": "ids"})
+        with self.runtime.db.session() as session:
+            require_dataset(session, tenant_id, dataset_id)
+            _retryable(require_documents(session, tenant_id, dataset_id, unique))
+        # As in resume: the flags go before the transaction that enqueues the retry (and after
+        # the checks, so a refused retry keeps a pending pause).
+        self.runtime.redis.delete(*(pause_key(document_id) for document_id in unique))
         with self.runtime.db.transaction() as session:
             require_dataset(session, tenant_id, dataset_id)
             documents = require_documents(session, tenant_id, dataset_id, unique, lock=True)
-            busy = {
-                d.id: d.indexing_status for d in documents if d.indexing_status not in RETRYABLE
-            }
-            if busy:
-                raise Conflict(
-                    "only documents in error or paused can be retried",
-                    details={"indexing_status": busy},
-                )
-            self.runtime.redis.delete(*(pause_key(document_id) for document_id in unique))
+            _retryable(documents)
             for document in documents:
                 transition(session, document, IndexingStatus.WAITING, reason="retry")
                 document.error = None

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 from relay import catalog
 from relay.errors import QueueCheckError
-from relay.monitoring.queues import QueueMonitor
 from relay.runtime import Runtime
 
 
@@ -52,4 +51,4 @@ def require_consumers(runtime: Runtime, timeout: float = 2.0, attempts: int = 3)
 
 def queue_lengths(runtime: Runtime) -> dict[str, int]:
     """Messages waiting per catalogued queue."""
-    return QueueMonitor(runtime.celery, runtime.redis).lengths()
+    return runtime.queues.lengths()

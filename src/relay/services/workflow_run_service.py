@@ -1,9 +1,11 @@
 """Workflow runs for API callers: start one in a worker, stream its events, stop it, read it.
 
-Starting a run is one transaction: the run record (status ``running``) and the outbox row of the
-``relay.workflow.run`` task on the tenant's plan queue commit together, and the run's owner is
-recorded in Redis before the commit. The caller then reads the run's stream from its first
-entry, so no event can slip past between enqueueing and subscribing. Every read, stream and stop
+Starting a run: the checks read the app (no write lock), admission and the run's owner are Redis
+calls made before any write transaction, and the transaction itself is database work only: the
+run record (status ``running``) and the outbox row of the ``relay.workflow.run`` task on the
+tenant's plan queue commit together; the row is published after the commit. A transaction that
+fails refunds the admission. The caller then reads the run's stream from its first entry, so no
+event can slip past between enqueueing and subscribing. Every read, stream and stop
 is scoped by tenant *and* end user: anyone else gets 404, as for a run that does not exist.
 """
 
@@ -11,6 +13,8 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -33,7 +37,6 @@ from relay.models import (
     new_id,
 )
 from relay.runtime import Runtime
-from relay.scheduling.admission import RedisAdmission
 from relay.services.app_service import require_app
 from relay.services.run_streams import RUN_TASK, RunJob, end_user_id
 from relay.streaming import (
@@ -136,6 +139,26 @@ class StopResult(BaseModel):
     status: str
 
 
+@dataclass(frozen=True)
+class PreparedRun:
+    """A run that passed its checks (app mode, published and valid graph) and its plan."""
+
+    tenant_id: str
+    app_id: str
+    mode: str
+    plan: Plan
+    graph: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class AdmittedRun:
+    """A prepared run that admission let in, with its id and owner (recorded in Redis)."""
+
+    prepared: PreparedRun
+    run_id: str
+    owner: str
+
+
 class StartedRun(BaseModel):
     """A run that was created and enqueued."""
 
@@ -233,7 +256,7 @@ class WorkflowRunService:
         self, tenant_id: str, app_id: str, *, user: str, inputs: Mapping[str, Any]
     ) -> StartedRun:
         """Create and enqueue a run of a workflow app's published workflow."""
-        with self.runtime.db.transaction() as session:
+        with self.runtime.db.session() as session:
             app = require_app(session, tenant_id, app_id)
             if app.mode != AppMode.WORKFLOW:
                 raise WrongAppMode(
@@ -241,64 +264,89 @@ class WorkflowRunService:
                     + ("use /v1/chat-messages" if app.mode == AppMode.ADVANCED_CHAT else ""),
                     details={"mode": app.mode},
                 )
-            return self.create_run(session, app, user=user, inputs=inputs)
+            prepared = self.prepare_run(session, app)
+        with self.admitted(prepared, user) as slot, self.runtime.db.transaction() as session:
+            return self.create_run(session, slot, inputs=inputs)
 
-    def create_run(
-        self,
-        session: Session,
-        app: App,
-        *,
-        user: str,
-        inputs: Mapping[str, Any],
-        query: str | None = None,
-        conversation_id: str | None = None,
-    ) -> StartedRun:
-        """Within the caller's transaction: the run record, its owner, and its task."""
+    def prepare_run(self, session: Session, app: App) -> PreparedRun:
+        """Check that ``app`` can run now (published, valid graph); reads only."""
         if app.published_workflow is None:
             raise WorkflowNotPublished("the app has no published workflow; publish it first")
         graph = copy.deepcopy(app.published_workflow)
         check_workflow(graph)
-        tenant = session.get(Tenant, app.tenant_id)
-        if tenant is None:
+        plan = session.scalar(select(Tenant.plan).where(Tenant.id == app.tenant_id))
+        if plan is None:
             raise NotFound("tenant not found")
-        # Admission: the plan's submission rate and daily run quota (429 with Retry-After);
-        # refused, nothing is created or enqueued.
-        RedisAdmission(self.runtime.redis, self.runtime.settings.scheduling).check_workflow_run(
-            app.tenant_id, tenant.plan
-        ).enforce()
-        owner = end_user_id(app.tenant_id, user)
-        run_id = new_id()
+        return PreparedRun(
+            tenant_id=app.tenant_id, app_id=app.id, mode=app.mode, plan=Plan(plan), graph=graph
+        )
+
+    @contextmanager
+    def admitted(self, prepared: PreparedRun, user: str) -> Iterator[AdmittedRun]:
+        """Admission and the run's owner, before the run's transaction (both are Redis calls).
+
+        Refused: 429 with Retry-After, nothing created. When the block raises (the transaction
+        that creates the run failed or rolled back), the token and the day's run are refunded:
+        admission counts runs that exist, not attempts. The owner key of a run that was never
+        created simply expires.
+        """
+        admission = self.runtime.admission
+        admission.check_workflow_run(prepared.tenant_id, prepared.plan).enforce()
+        try:
+            owner = end_user_id(prepared.tenant_id, user)
+            run_id = new_id()
+            # Recorded before the run is enqueued: when the worker claims it, its owner is known.
+            self.streams.manager(run_id, owner, InvokeFrom.SERVICE_API)
+            yield AdmittedRun(prepared=prepared, run_id=run_id, owner=owner)
+        except BaseException:
+            admission.refund_workflow_run(prepared.tenant_id, prepared.plan)
+            raise
+
+    def create_run(
+        self,
+        session: Session,
+        slot: AdmittedRun,
+        *,
+        inputs: Mapping[str, Any],
+        query: str | None = None,
+        conversation_id: str | None = None,
+    ) -> StartedRun:
+        """Within the caller's transaction (database only): the run record and its task.
+
+        The task's outbox row is published after the caller's commit.
+        """
+        prepared = slot.prepared
+        # The app may have gone between the checks and this transaction.
+        require_app(session, prepared.tenant_id, prepared.app_id)
         session.add(
             WorkflowRun(
-                id=run_id,
-                tenant_id=app.tenant_id,
-                app_id=app.id,
+                id=slot.run_id,
+                tenant_id=prepared.tenant_id,
+                app_id=prepared.app_id,
                 triggered_from=WorkflowRunTriggeredFrom.APP_RUN,
                 version=PUBLISHED,
-                graph=graph,
+                graph=prepared.graph,
                 inputs=dict(inputs),
                 status=WorkflowRunStatus.RUNNING,
                 created_by_role=CreatorRole.END_USER,
-                created_by=owner,
+                created_by=slot.owner,
             )
         )
         session.flush()
-        # Recorded before commit: when the worker claims the run, its owner is known.
-        self.streams.manager(run_id, owner, InvokeFrom.SERVICE_API)
         job = RunJob(
-            tenant_id=app.tenant_id,
-            app_id=app.id,
-            mode=app.mode,
-            user_id=owner,
+            tenant_id=prepared.tenant_id,
+            app_id=prepared.app_id,
+            mode=prepared.mode,
+            user_id=slot.owner,
             invoke_from=InvokeFrom.SERVICE_API,
             query=query,
             conversation_id=conversation_id,
         )
         enqueue_run(
-            self.runtime, session, run_id=run_id, tenant_id=app.tenant_id,
-            plan=Plan(tenant.plan), job=job,
+            self.runtime, session, run_id=slot.run_id, tenant_id=prepared.tenant_id,
+            plan=prepared.plan, job=job,
         )  # fmt: skip
-        return StartedRun(run_id=run_id, user_id=owner, conversation_id=conversation_id)
+        return StartedRun(run_id=slot.run_id, user_id=slot.owner, conversation_id=conversation_id)
 
     # --- streaming ------------------------------------------------------------------------------
 

@@ -131,6 +131,9 @@ class DocumentRun:
         paused, or a pause was requested (it is parked in ``paused`` first).
         """
         outcome = None
+        # Asked before the transaction (no Redis call while it holds the row's lock); a pause
+        # requested after this look is seen at the next phase.
+        pause = self._pause_requested()
         with self.task.runtime.db.transaction() as session:
             document = session.scalar(select(Document).where(*self._scope()).with_for_update())
             if document is None:
@@ -141,7 +144,7 @@ class DocumentRun:
             if starting and document.indexing_status == IndexingStatus.PAUSED:
                 raise _Done("paused")  # waits for a resume, which enqueues it again
             seconds = self._lap() if not starting else _time_in_status(session, document)
-            if self._pause_requested():
+            if pause:
                 transition(
                     session, document, IndexingStatus.PAUSED, reason="paused", seconds=seconds
                 )

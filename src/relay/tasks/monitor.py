@@ -13,8 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from relay import catalog
 from relay.monitoring.alerts import AlertManager
-from relay.monitoring.presence import WorkerPresence
-from relay.monitoring.queues import QueueMonitor, QueueThresholds, evaluate
+from relay.monitoring.queues import QueueThresholds, evaluate
 from relay.tasks.base import RelayTask, relay_task
 
 if TYPE_CHECKING:
@@ -24,9 +23,9 @@ if TYPE_CHECKING:
 def check_queues(runtime: Runtime, alerts: AlertManager | None = None) -> dict[str, Any]:
     """One monitor pass; returns the snapshot plus the keys of the alerts sent."""
     settings = runtime.settings.monitoring
-    monitor = QueueMonitor(runtime.celery, runtime.redis)
+    monitor = runtime.queues
     now = time.time()
-    live = WorkerPresence(runtime.redis, settings.worker_ttl).live()
+    live = runtime.presence.live()
     statuses = monitor.statuses(live, now)
     monitor.store(
         {s.name: s.length for s in statuses},

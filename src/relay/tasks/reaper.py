@@ -12,6 +12,9 @@ Three kinds of stranded work, each checked on every beat:
    published again.
 3. A document stuck in an in-progress indexing status past the indexing time limit: put back to
    ``waiting`` and indexed again.
+
+Each pass's transactions are database work only: Redis is asked before them, messages are sent
+after their commit, and dead letters are written in the same transaction (never a nested one).
 """
 
 from __future__ import annotations
@@ -25,16 +28,16 @@ from sqlalchemy import select
 
 from relay import catalog
 from relay.catalog import FAIR_QUEUES, spec_or_default, task_spec
-from relay.events.handlers.document_indexing import enqueue_dataset_task
+from relay.config import Plan
+from relay.events.handlers.document_indexing import indexing_queue
 from relay.models import (
     Document,
     IndexingStatus,
     TaskRecord,
     TaskStatus,
+    Tenant,
     utcnow,
 )
-from relay.monitoring.presence import WorkerPresence
-from relay.monitoring.queues import QueueMonitor
 from relay.services.document_status import transition
 from relay.services.run_streams import fail_lost_runs
 
@@ -90,6 +93,10 @@ class Reaper:
         settings = self.runtime.settings.celery
         cutoff = utcnow() - timedelta(seconds=settings.stale_after)
         db = self.runtime.db
+        # Redis before the transaction, the broker after it: the transaction is database work
+        # only, and the dead letters go into it (a second transaction would wait on this one).
+        live = self.runtime.presence.live()
+        sends: list[_Send] = []
         with db.transaction() as session:
             query = (
                 select(TaskRecord)
@@ -99,7 +106,6 @@ class Reaper:
             )
             if not db.is_sqlite:
                 query = query.with_for_update(skip_locked=True)
-            live = WorkerPresence(self.runtime.redis, 1).live()
             for record in session.scalars(query):
                 if record.status == TaskStatus.RECEIVED and record.worker in live:
                     # Reserved by a live worker, waiting behind its current task: not stranded.
@@ -119,63 +125,59 @@ class Reaper:
                         f"{record.attempts}",
                         traceback=None,
                         attempts=record.attempts,
+                        session=session,
                     )
                     record.status = TaskStatus.DEAD
                     record.finished_at = utcnow()
                     report.buried += 1
                 else:
-                    self._publish(
-                        record.name,
-                        record.id,
-                        record.queue,
-                        record.args,
-                        record.kwargs,
-                        record.headers or {},
-                        retries=record.attempts,
-                    )
+                    sends.append(_Send.of(record))
                     record.status = TaskStatus.PENDING
                     report.requeued += 1
                 record.error = (
                     f"worker {record.worker} lost (no heartbeat since {record.heartbeat_at})"
                 )
+        # A send that fails leaves the record PENDING: the next passes resend it (part 2).
+        self._send_all(sends)
 
     # --- 2. messages lost in transit ------------------------------------------------------------
 
     def _lost_messages(self, report: ReapReport) -> None:
         cutoff = utcnow() - timedelta(seconds=self.runtime.settings.celery.lost_after)
-        lengths: dict[str, int] = {}
         db = self.runtime.db
-        with db.transaction() as session:
-            query = (
-                select(TaskRecord)
-                .where(TaskRecord.status == TaskStatus.PENDING)
-                .where(TaskRecord.updated_at < cutoff)
-                # The fair dispatcher holds those back on purpose; its own tick recovers them.
-                .where(TaskRecord.queue.not_in(FAIR_QUEUES))
-                .order_by(TaskRecord.updated_at)
-                .limit(self.batch)
+        pending = (
+            select(TaskRecord)
+            .where(TaskRecord.status == TaskStatus.PENDING)
+            .where(TaskRecord.updated_at < cutoff)
+            # The fair dispatcher holds those back on purpose; its own tick recovers them.
+            .where(TaskRecord.queue.not_in(FAIR_QUEUES))
+        )
+        with db.session() as session:
+            candidates = list(
+                session.execute(
+                    pending.with_only_columns(TaskRecord.id, TaskRecord.queue)
+                    .order_by(TaskRecord.updated_at)
+                    .limit(self.batch)
+                )
             )
+        # Queue lengths are Redis calls: asked between the read and the write transaction.
+        lengths = {queue: self._queue_length(queue) for queue in {q for _, q in candidates}}
+        ids = [task_id for task_id, queue in candidates if not lengths[queue]]
+        if not ids:
+            return  # what is queued may still be waiting its turn; look again next pass
+        sends: list[_Send] = []
+        with db.transaction() as session:
+            query = pending.where(TaskRecord.id.in_(ids))
             if not db.is_sqlite:
                 query = query.with_for_update(skip_locked=True)
             for record in session.scalars(query):
-                if record.queue not in lengths:
-                    lengths[record.queue] = self._queue_length(record.queue)
-                if lengths[record.queue]:
-                    continue  # it may still be waiting its turn; look again next pass
-                self._publish(
-                    record.name,
-                    record.id,
-                    record.queue,
-                    record.args,
-                    record.kwargs,
-                    record.headers or {},
-                    retries=record.attempts,
-                )
+                sends.append(_Send.of(record))
                 record.updated_at = utcnow()
-                report.resent += 1
+        report.resent += len(sends)
+        self._send_all(sends)
 
     def _queue_length(self, queue: str) -> int:
-        return QueueMonitor(self.runtime.celery, self.runtime.redis).length(queue)
+        return self.runtime.queues.length(queue)
 
     # --- 3. documents stuck mid-indexing --------------------------------------------------------
 
@@ -204,13 +206,14 @@ class Reaper:
                 document.processing_started_at = None
                 groups.setdefault((document.tenant_id, document.dataset_id), []).append(document.id)
             for (tenant_id, dataset_id), ids in groups.items():
-                enqueue_dataset_task(
-                    runtime.outbox,
-                    runtime.redis,
+                # The plan from this transaction, not the Redis cache: no Redis inside it.
+                plan = session.scalar(select(Tenant.plan).where(Tenant.id == tenant_id))
+                runtime.outbox.enqueue(
                     session,
                     catalog.INDEX_DOCUMENTS.name,
-                    tenant_id,
                     args=[tenant_id, dataset_id, ids],
+                    tenant_id=tenant_id,
+                    queue=indexing_queue(Plan(plan) if plan else None),
                 )
             report.documents += len(stuck)
 
@@ -220,22 +223,45 @@ class Reaper:
         # Each gets its terminal event, so a client's stream always ends.
         report.lost_runs += fail_lost_runs(self.runtime, self.batch)
 
-    def _publish(
-        self,
-        name: str,
-        task_id: str,
-        queue: str,
-        args: Any,
-        kwargs: Any,
-        headers: dict[str, Any],
-        retries: int = 0,
-    ) -> None:
-        self.runtime.celery.send_task(
-            name,
-            args=args,
-            kwargs=kwargs,
-            task_id=task_id,
-            queue=queue,
-            headers=dict(headers),
-            retries=retries,
+    def _send_all(self, sends: list[_Send]) -> None:
+        for send in sends:
+            try:
+                self.runtime.celery.send_task(
+                    send.name,
+                    args=send.args,
+                    kwargs=send.kwargs,
+                    task_id=send.task_id,
+                    queue=send.queue,
+                    headers=dict(send.headers),
+                    retries=send.retries,
+                )
+            except Exception:
+                log.exception(
+                    "reaper could not resend a task; the next pass tries again",
+                    extra={"action": "reaper.send_failed", "task_id": send.task_id},
+                )
+
+
+@dataclass(frozen=True)
+class _Send:
+    """A message to publish again once the reaper's transaction has committed."""
+
+    name: str
+    task_id: str
+    queue: str
+    args: Any
+    kwargs: Any
+    headers: dict[str, Any]
+    retries: int
+
+    @classmethod
+    def of(cls, record: TaskRecord) -> _Send:
+        return cls(
+            record.name,
+            record.id,
+            record.queue,
+            list(record.args),
+            dict(record.kwargs),
+            dict(record.headers or {}),
+            record.attempts,
         )

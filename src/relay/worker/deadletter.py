@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, delete, func, select
+from sqlalchemy.orm import Session
 
 from relay.adapters.sql import Database
 from relay.errors import Conflict, NotFound
@@ -90,25 +91,35 @@ class DeadLetters:
         error: str,
         traceback: str | None,
         attempts: int,
+        session: Session | None = None,
     ) -> str:
-        """Store a dead letter; returns its id."""
-        with self.db.transaction() as session:
-            row = DeadLetter(
-                task_id=task_id,
-                task_name=task_name,
-                queue=queue,
-                tenant_id=tenant_id,
-                args=args,
-                kwargs=kwargs,
-                headers=headers,
-                reason=reason,
-                error=error[:10_000],
-                traceback=traceback,
-                attempts=attempts,
-                replay_of=headers.get("replay_of"),
-            )
+        """Store a dead letter; returns its id.
+
+        With ``session``, the letter is added to that (open) transaction and commits with it;
+        a caller inside a transaction must pass it, since a second transaction would wait on
+        the first one's lock (SQLite has one writer).
+        """
+        row = DeadLetter(
+            task_id=task_id,
+            task_name=task_name,
+            queue=queue,
+            tenant_id=tenant_id,
+            args=args,
+            kwargs=kwargs,
+            headers=headers,
+            reason=reason,
+            error=error[:10_000],
+            traceback=traceback,
+            attempts=attempts,
+            replay_of=headers.get("replay_of"),
+        )
+        if session is not None:
             session.add(row)
             session.flush()
+            return row.id
+        with self.db.transaction() as own:
+            own.add(row)
+            own.flush()
             return row.id
 
     def _scoped(self, tenant_id: str | None) -> Any:

@@ -15,6 +15,7 @@ from celery import bootsteps, signals
 
 from relay.adapters.sql import Database
 from relay.monitoring.presence import PresenceHeartbeat
+from relay.scheduling.dispatcher import HEADER as FAIR_HEADER
 from relay.worker.lifecycle import TaskLifecycle
 
 
@@ -62,6 +63,10 @@ def install_worker_hooks(celery: Any, db: Database, lifecycle: TaskLifecycle) ->
     def on_received(request: Any = None, **_: Any) -> None:
         # In the worker's main process, as soon as the message is taken off the queue.
         if request is None or getattr(request, "app", celery) is not celery:
+            return
+        if (getattr(request, "request_dict", None) or {}).get(FAIR_HEADER) is not None:
+            # Released by the fair scheduler, whose lease tracks it: only the copy the scheduler
+            # lets run is recorded (at start), so a dropped copy leaves no RECEIVED behind.
             return
         lifecycle.received(
             task_id=request.id,

@@ -22,7 +22,7 @@ from relay.events.outbox import Outbox
 from relay.models import TaskStatus, utcnow
 from relay.retry import RetryDecision, RetryPolicy, Verdict
 from relay.worker.deadletter import DeadLetters
-from relay.worker.middleware import TaskCall, TaskMiddleware
+from relay.worker.middleware import Proceed, TaskCall, TaskMiddleware
 from relay.worker.records import RecordWriter
 
 log = logging.getLogger(__name__)
@@ -107,7 +107,11 @@ class TaskLifecycle(TaskMiddleware):
             heartbeat_at=utcnow(),
         )
 
-    def on_start(self, call: TaskCall) -> None:
+    def around(self, call: TaskCall, proceed: Proceed) -> Any:
+        """Record STARTED, then run. Registered inside the fair lease: a copy the scheduler
+        drops (stale, or a retry sent back to the fair order) never ran, and leaves the task's
+        record to the copy that does run (a STARTED left behind would look like a lost worker).
+        """
         now = utcnow()
         self.records.record(
             call.task_id,
@@ -123,6 +127,7 @@ class TaskLifecycle(TaskMiddleware):
             self._running[call.task_id] = call
         self._beats.add("tick", True)
         log.info("task started", extra=_log_fields(call, "task.started"))
+        return proceed()
 
     def on_success(self, call: TaskCall, result: Any) -> None:
         self._finish(call)

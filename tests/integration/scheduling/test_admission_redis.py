@@ -83,3 +83,25 @@ def test_refill_is_measured_on_the_redis_clock(redis_client: redis.Redis, prefix
     assert refused.retry_after == pytest.approx(0.02, abs=0.02)
     bucket = f"{prefix}:{{t}}:bucket"
     assert 0 < redis_client.pttl(bucket) <= 1100, "an idle bucket expires"
+
+
+def test_refunds_give_back_tokens_and_the_days_run_capped_at_the_burst(
+    redis_client: redis.Redis, prefix: str
+) -> None:
+    settings = SETTINGS.model_copy(update={"daily_workflow_runs": {Plan.SANDBOX: 1}})
+    admission = RedisAdmission(redis_client, settings, prefix=prefix)
+    assert admission.check_workflow_run("t", Plan.SANDBOX).allowed
+    assert not admission.check_workflow_run("t", Plan.SANDBOX).allowed, "the day's only run"
+    admission.refund_workflow_run("t", Plan.SANDBOX)
+    assert admission.check_workflow_run("t", Plan.SANDBOX).allowed, "refunded: runs again"
+
+    assert admission.check_submission("t", Plan.SANDBOX, count=19).allowed  # the bucket is empty
+    admission.refund_submission("t", Plan.SANDBOX, 5)
+    assert admission.check_submission("t", Plan.SANDBOX, count=5).allowed
+    assert not admission.check_submission("t", Plan.SANDBOX).allowed
+    admission.refund_submission("t", Plan.SANDBOX, 500)  # never above the burst
+    assert admission.check_submission("t", Plan.SANDBOX, count=20).allowed
+    assert not admission.check_submission("t", Plan.SANDBOX).allowed
+    admission.refund_workflow_run("fresh", Plan.SANDBOX)  # nothing to give back: no debt
+    assert admission.check_workflow_run("fresh", Plan.SANDBOX).allowed
+    assert not admission.check_workflow_run("fresh", Plan.SANDBOX).allowed

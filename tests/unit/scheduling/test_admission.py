@@ -75,3 +75,18 @@ def test_a_refusal_maps_to_429_with_retry_after() -> None:
         AdmissionDecision(False, 2.2, Limit.RATE).enforce()
     assert info.value.status == 429
     assert info.value.details == {"limit": "rate_limit", "retry_after": "3"}
+
+
+def test_refunds_give_back_tokens_and_the_days_run(clock: FakeClock) -> None:
+    admission = InMemoryAdmission(SETTINGS, clock)
+    assert admission.check_workflow_run("t", Plan.SANDBOX).allowed
+    assert admission.check_workflow_run("t", Plan.SANDBOX).allowed
+    assert not admission.check_workflow_run("t", Plan.SANDBOX).allowed  # 2 runs a day
+    admission.refund_workflow_run("t", Plan.SANDBOX)
+    assert admission.check_workflow_run("t", Plan.SANDBOX).allowed
+    # Burst 3: three runs admitted, one refunded: one token left.
+    assert admission.check_submission("t", Plan.SANDBOX).allowed
+    assert not admission.check_submission("t", Plan.SANDBOX).allowed
+    admission.refund_submission("t", Plan.SANDBOX, 10)  # capped at the burst of 3
+    assert admission.check_submission("t", Plan.SANDBOX, count=3).allowed
+    assert not admission.check_submission("t", Plan.SANDBOX).allowed

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from relay import catalog
 from relay.config import Plan
 from relay.events.bus import EventContext
-from relay.events.handlers.tenant_plan import tenant_plan
+from relay.events.handlers.tenant_plan import plan_in_transaction
 from relay.events.outbox import Outbox
 from relay.events.payloads import DocumentIndexCreated
 
@@ -40,8 +40,14 @@ def enqueue_dataset_task(
     args: Sequence[Any],
     kwargs: dict[str, Any] | None = None,
 ) -> None:
-    """Enqueue a dataset task through the outbox, on the queue of the tenant's plan."""
-    plan = tenant_plan(client, session, tenant_id)
+    """Enqueue a dataset task through the outbox, on the queue of the tenant's plan.
+
+    The plan is read in ``session``'s transaction rather than from the Redis cache: callers hold
+    a transaction (with its locks) here, and a database read by key beats a Redis round trip
+    inside it. ``client`` is kept for callers' sake.
+    """
+    del client
+    plan = plan_in_transaction(session, tenant_id)
     outbox.enqueue(
         session,
         task_name,

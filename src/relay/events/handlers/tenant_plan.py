@@ -4,9 +4,9 @@ Which queue a tenant's indexing goes to depends on its plan; reading the tenant 
 upload would be one query per event for a value that changes a few times a year. The cache is
 written when a tenant is created or changes plan and read through (from the DB on a miss).
 
-The write happens inside the caller's transaction, before its commit: should that transaction
-roll back, the cache holds a plan the tenant does not have until the key expires (``PLAN_TTL``).
-That bounded staleness only affects which queue priority a task gets, never what it may do.
+The write happens after the caller's transaction commits (never a Redis call inside it), so a
+rolled-back change never reaches the cache. Inside a transaction the plan is read from the
+database, not the cache (see ``plan_in_transaction``).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import redis
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from relay.adapters.sql import after_commit
 from relay.config import Plan
 from relay.events.bus import EventContext
 from relay.events.payloads import TenantCreated, TenantUpdated
@@ -35,7 +36,20 @@ def plan_key(tenant_id: str) -> str:
 
 def cache_tenant_plan(payload: TenantCreated | TenantUpdated, ctx: EventContext) -> None:
     """``tenant_was_created`` / ``tenant_was_updated``: remember the tenant's (new) plan."""
-    ctx.redis.set(plan_key(payload.tenant_id), payload.plan, ex=PLAN_TTL)
+
+    def write() -> None:
+        ctx.redis.set(plan_key(payload.tenant_id), payload.plan, ex=PLAN_TTL)
+
+    if ctx.session is None:
+        write()
+    else:
+        after_commit(ctx.session, write)  # no Redis call inside the caller's transaction
+
+
+def plan_in_transaction(session: Session, tenant_id: str) -> Plan | None:
+    """The tenant's plan read in the caller's transaction (a primary-key read, no Redis)."""
+    stored = session.scalar(select(Tenant.plan).where(Tenant.id == tenant_id))
+    return Plan(stored) if stored is not None else None
 
 
 def tenant_plan(client: redis.Redis, session: Session, tenant_id: str) -> Plan | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 
+from relay.adapters.sql import after_commit
 from relay.events.bus import EventContext
 from relay.events.payloads import AppDraftWorkflowSynced
 
@@ -24,9 +25,17 @@ def tool_params_pattern(app_id: str) -> str:
 
 
 def clear_tool_parameters_cache(payload: AppDraftWorkflowSynced, ctx: EventContext) -> None:
-    """``app_draft_workflow_was_synced``: delete ``relay:tool_params:<app_id>:*``."""
+    """``app_draft_workflow_was_synced``: delete ``relay:tool_params:<app_id>:*`` (after commit:
+    a SCAN is many Redis round trips, never run inside the caller's transaction)."""
+    if ctx.session is None:
+        _clear(payload.app_id, ctx)
+    else:
+        after_commit(ctx.session, lambda: _clear(payload.app_id, ctx))
+
+
+def _clear(app_id: str, ctx: EventContext) -> None:
     batch: list[str] = []
-    for key in ctx.redis.scan_iter(match=tool_params_pattern(payload.app_id), count=_BATCH):
+    for key in ctx.redis.scan_iter(match=tool_params_pattern(app_id), count=_BATCH):
         batch.append(key)
         if len(batch) >= _BATCH:
             ctx.redis.delete(*batch)
