@@ -13,10 +13,10 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects import postgresql, sqlite
 
 from relay.adapters.sql import Database
-from relay.models import ProcessedKey
+from relay.models import ProcessedKey, utcnow
 from relay.worker.middleware import TaskCall, TaskMiddleware
 
 if TYPE_CHECKING:
@@ -69,15 +69,19 @@ class SqlEffects(EffectStore):
             yield session
 
     def _claim(self, session: Session, task_name: str, key: str) -> bool:
-        if session.get(ProcessedKey, key) is not None:
-            return False
-        try:
-            # A savepoint, so that losing the race leaves the transaction usable.
-            with session.begin_nested():
-                session.add(ProcessedKey(idempotency_key=key, task_name=task_name))
-        except IntegrityError:
-            return False
-        return True
+        """Insert ``key`` in one round trip; False when it is there already.
+
+        ``INSERT ... ON CONFLICT DO NOTHING RETURNING``: a concurrent duplicate waits for the
+        first claim's transaction and then sees the conflict (no savepoint, no prior SELECT).
+        """
+        dialect = sqlite if self.db.is_sqlite else postgresql
+        statement = (
+            dialect.insert(ProcessedKey.__table__)
+            .values(idempotency_key=key, task_name=task_name, processed_at=utcnow())
+            .on_conflict_do_nothing(index_elements=["idempotency_key"])
+            .returning(ProcessedKey.__table__.c.idempotency_key)
+        )
+        return session.execute(statement).first() is not None
 
     def processed(self, key: str) -> bool:
         with self.db.session() as session:
