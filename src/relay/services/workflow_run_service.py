@@ -35,6 +35,8 @@ from relay.runtime import Runtime
 from relay.scheduling.admission import RedisAdmission
 from relay.services.app_service import require_app
 from relay.services.run_streams import RUN_TASK, RunJob, RunStreams, end_user_id
+from relay.services.workflow_check import InvalidWorkflow as InvalidWorkflow  # re-exported
+from relay.services.workflow_check import check_graph, check_run_inputs
 from relay.streaming import (
     START,
     AppQueueEvent,
@@ -50,13 +52,6 @@ from relay.streaming.queue_events import (
     WorkflowSucceededEvent,
 )
 from relay.tasks.catalog import WORKFLOW_QUEUE_BY_PLAN
-from relay.workflow import (
-    GraphValidationError,
-    WorkflowError,
-    default_registry,
-    graph_from_dict,
-    validate_graph,
-)
 
 PUBLISHED = "published"
 
@@ -71,12 +66,6 @@ class WorkflowNotPublished(Conflict):
     """The app has no published workflow to run."""
 
     code = "workflow_not_published"
-
-
-class InvalidWorkflow(BadRequest):
-    """The published workflow cannot run (unknown node type, broken edges...)."""
-
-    code = "invalid_workflow"
 
 
 class NodeExecutionView(BaseModel):
@@ -202,10 +191,7 @@ def _node_view(row: WorkflowNodeExecution) -> NodeExecutionView:
 
 def check_workflow(graph: Mapping[str, Any]) -> None:
     """Raise :class:`InvalidWorkflow` when the graph cannot run."""
-    try:
-        validate_graph(graph_from_dict(graph), default_registry())
-    except (GraphValidationError, WorkflowError, KeyError, TypeError, ValueError) as exc:
-        raise InvalidWorkflow(f"the published workflow cannot run: {exc}") from None
+    check_graph(graph, what="the published workflow")
 
 
 def _terminal_of(row: WorkflowRun) -> AppQueueEvent:
@@ -258,6 +244,8 @@ class WorkflowRunService:
             raise WorkflowNotPublished("the app has no published workflow; publish it first")
         graph = copy.deepcopy(app.published_workflow)
         check_workflow(graph)
+        # Missing or invalid inputs are the caller's mistake: 400 naming the variable, no run.
+        check_run_inputs(graph, inputs)
         tenant = session.get(Tenant, app.tenant_id)
         if tenant is None:
             raise NotFound("tenant not found")
