@@ -67,6 +67,7 @@ class AppDetail(AppSummary):
 
     model_config = ConfigDict(frozen=True, validate_by_name=True, serialize_by_alias=True)
 
+    description: str = ""
     # ``model_config`` is reserved by pydantic; the field keeps the wire name through its alias.
     app_model_config: dict[str, Any] | None = Field(alias="model_config")
     draft_workflow: dict[str, Any] | None
@@ -97,10 +98,16 @@ def _summaries(rows: Sequence[App]) -> list[AppSummary]:
 def _detail(row: App) -> AppDetail:
     return AppDetail(
         **_summary_fields(row),
+        description=row.description or "",
         app_model_config=row.model_config,
         draft_workflow=row.draft_workflow,
         published_workflow=row.published_workflow,
     )
+
+
+def app_detail(row: App) -> AppDetail:
+    """The API view of an app row."""
+    return _detail(row)
 
 
 def require_app(session: Session, tenant_id: str, app_id: str, *, lock: bool = False) -> App:
