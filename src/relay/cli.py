@@ -1,4 +1,5 @@
-"""``relay`` command line: up, api, worker, beat, migrate, queues, dlq, config, tenants."""
+"""``relay`` command line: up, api, worker, beat, migrate, queues, dlq, config, tenants, apps,
+runs, tasks."""
 
 from __future__ import annotations
 
@@ -26,6 +27,12 @@ def _settings() -> Settings:
 @click.group()
 def main() -> None:
     """relay: the event and task backbone of a multi-tenant AI application platform."""
+
+
+def _register_more() -> None:
+    from relay import cli_apps
+
+    cli_apps.register(main)
 
 
 @main.command()
@@ -373,3 +380,6 @@ def dlq_purge(older_than: float | None, tenant: str | None, yes: bool) -> None:
     with _dead_letter_service() as service:
         count = service.purge(older_than_days=older_than, tenant_id=tenant)
     click.echo(f"purged {count} dead letter(s){scope}")
+
+
+_register_more()
