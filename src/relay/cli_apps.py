@@ -21,8 +21,10 @@ from relay.errors import RelayError
 
 
 def _console(err: bool = False) -> Console:
-    # Wide enough that ids are never cut, whatever the terminal (or a pipe) reports.
-    return Console(stderr=err, width=max(Console().width, 140), highlight=False)
+    probe = Console(stderr=err)
+    # A pipe has no width: wide enough that rows stay one line each for grep and friends.
+    width = probe.width if probe.is_terminal else 250
+    return Console(stderr=err, width=width, highlight=False)
 
 
 @contextmanager
@@ -48,8 +50,10 @@ def runtime_for_cli() -> Iterator[Any]:
 def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Table:
     """A rich table with a header row; None shows as '-'."""
     grid = Table(title=title, title_justify="left", header_style="bold")
-    for column in columns:
-        grid.add_column(column, overflow="fold")
+    for index, column in enumerate(columns):
+        # Ids and short values stay whole; the last column (a message, an error) wraps.
+        last = index == len(columns) - 1
+        grid.add_column(column, overflow="fold", no_wrap=not last)
     for row in rows:
         grid.add_row(*("-" if value is None else str(value) for value in row))
     return grid

@@ -25,6 +25,7 @@ from relay.config import Settings
 from relay.errors import RelayError
 from relay.extensions.embedded import EmbeddedRedis, die_with_parent
 from relay.extensions.ext_logging import init_logging
+from relay.first_run import AdminToken, ensure_admin_token, next_steps
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,7 @@ class Supervisor:
             Child("api", [*relay, "api"], stop_timeout=15),
         ]
         self.embedded: EmbeddedRedis | None = None
+        self.admin_token: AdminToken | None = None
 
     @property
     def base_url(self) -> str:
@@ -106,11 +108,7 @@ class Supervisor:
             for child in self.children:
                 child.start(env)
             self._wait_until_up()
-            print(f"relay is up in {time.monotonic() - started:.1f}s", flush=True)
-            print(f"  API        {self.base_url}/v1", flush=True)
-            print(f"  health     {self.base_url}/health", flush=True)
-            print(f"  metrics    {self.base_url}/metrics", flush=True)
-            print("Press Ctrl-C to stop.", flush=True)
+            self._banner(time.monotonic() - started)
             while not self.stopping.wait(0.5):
                 dead = [c.name for c in self.children if not c.alive()]
                 if dead:
@@ -123,6 +121,28 @@ class Supervisor:
         finally:
             self.shutdown()
 
+    def _banner(self, elapsed: float) -> None:
+        lines = [
+            f"relay is up in {elapsed:.1f}s",
+            f"  API        {self.base_url}/v1",
+            f"  docs       {self.base_url}/docs",
+            f"  health     {self.base_url}/health",
+            f"  metrics    {self.base_url}/metrics",
+        ]
+        token = self.admin_token
+        if token is not None and token.generated:
+            lines += [
+                "",
+                f"Admin token (generated into {token.path}, mode 0600; shown only this once):",
+                f"  {token.value}",
+                "",
+                next_steps(self.base_url, token.path),
+            ]
+        elif token is not None:
+            lines.append(f"  admin token in {token.path}")
+        lines.append("Press Ctrl-C to stop.")
+        print("\n".join(lines), flush=True)
+
     def _on_signal(self, signum: int, _frame: object) -> None:
         self.stopping.set()
 
@@ -133,6 +153,10 @@ class Supervisor:
         upgrade(self.settings.database_url)
         env = dict(os.environ)
         env["RELAY_VAR_DIR"] = str(self.settings.var_dir)
+        if not self.settings.api.admin_token:
+            # Admin endpoints would answer 403 admin_disabled: generate a token the first time.
+            self.admin_token = ensure_admin_token(self.settings.var_dir)
+            env["RELAY_API_ADMIN_TOKEN"] = self.admin_token.value
         if self.embedded is not None:
             # Children reuse the supervisor's server; they never own it.
             env["RELAY_REDIS_URL"] = redis_url
