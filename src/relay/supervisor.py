@@ -9,14 +9,17 @@ signal, so even a SIGKILLed supervisor leaves nothing behind.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import IO
 
 import httpx
 
@@ -28,6 +31,9 @@ from relay.extensions.ext_logging import init_logging
 from relay.first_run import AdminToken, ensure_admin_token, next_steps
 
 log = logging.getLogger(__name__)
+
+# Held (flock) by the running ``relay up`` of a var directory; holds its pid for the message.
+LOCK_FILE = "relay-up.lock"
 
 
 @dataclass
@@ -92,6 +98,7 @@ class Supervisor:
         ]
         self.embedded: EmbeddedRedis | None = None
         self.admin_token: AdminToken | None = None
+        self._lock: IO[str] | None = None
 
     @property
     def base_url(self) -> str:
@@ -104,6 +111,7 @@ class Supervisor:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         try:
+            self._claim()
             env = self._prepare()
             for child in self.children:
                 child.start(env)
@@ -142,6 +150,39 @@ class Supervisor:
             lines.append(f"  admin token in {token.path}")
         lines.append("Press Ctrl-C to stop.")
         print("\n".join(lines), flush=True)
+
+    def _claim(self) -> None:
+        """Refuse at once when another ``relay up`` runs on this var directory or the port is
+        taken: a second stack would share the first one's Redis and silence its beat."""
+        var_dir = self.settings.var_dir
+        var_dir.mkdir(parents=True, exist_ok=True)
+        path = var_dir / LOCK_FILE
+        handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the process's life
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "?"
+            handle.close()
+            raise RelayError(
+                f"another relay up (pid {holder}) is running on {var_dir}; stop it first, "
+                "or give this one its own RELAY_VAR_DIR"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        self._lock = handle
+        host, port = self.settings.api.host, self.settings.api.port
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+            except OSError as exc:
+                raise RelayError(
+                    f"port {port} on {host} is in use ({exc.strerror}); set RELAY_API_PORT "
+                    "to another port"
+                ) from None
 
     def _on_signal(self, signum: int, _frame: object) -> None:
         self.stopping.set()
@@ -204,3 +245,6 @@ class Supervisor:
             child.stop()
         if self.embedded is not None:
             self.embedded.stop()
+        if self._lock is not None:
+            self._lock.close()  # releases the flock
+            self._lock = None

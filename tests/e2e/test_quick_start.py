@@ -122,6 +122,24 @@ def test_the_readme_quick_start_works_from_a_fresh_var_directory(tmp_path: Path)
 
             wait_until(recorded, timeout=20, what="the run's task record says SUCCESS")
             assert http.get("/docs").status_code == 200
+
+        # A second relay up on the same var directory, or on the same port, refuses at once.
+        other_port = {**env, "RELAY_API_PORT": str(_free_port())}
+        second = subprocess.run(
+            [sys.executable, "-m", "relay", "up"],
+            cwd=tmp_path, env=other_port, capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert second.returncode == 1
+        assert "another relay up (pid" in second.stderr, second.stderr
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        third = subprocess.run(
+            [sys.executable, "-m", "relay", "up"],
+            cwd=elsewhere, env=env, capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert third.returncode == 1
+        assert f"port {port} on 127.0.0.1 is in use" in third.stderr, third.stderr
+        assert not (elsewhere / "var" / "redis").exists(), "refused before starting anything"
     finally:
         _stop(proc)
     assert proc.returncode == 0
