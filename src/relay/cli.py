@@ -158,13 +158,16 @@ def queues_list() -> None:
 
 @main.command("config")
 @click.option("--markdown", is_flag=True, help="As the Markdown table in the README")
-def config_cmd(markdown: bool) -> None:
-    """Print every setting: environment variable, default, meaning."""
+@click.option("--changed", is_flag=True, help="Only settings that are not at their default")
+def config_cmd(markdown: bool, changed: bool) -> None:
+    """Show every setting in effect: value, source, and what is wrong with it."""
     if markdown:
         click.echo(settings_table())
         return
-    for name, default, description in describe_settings():
-        click.echo(f"{name:36} {default:28} {description}")
+    from relay.cli_apps import print_config
+
+    if not print_config(changed_only=changed):
+        raise click.ClickException("the configuration has invalid values (marked above)")
 
 
 def settings_table() -> str:

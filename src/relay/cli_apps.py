@@ -205,6 +205,24 @@ def tasks(tenant: str | None, name: str | None, status: str | None, limit: int) 
     click.echo(f"{len(page.data)} of {page.total} task(s)", err=True)
 
 
+def print_config(*, changed_only: bool = False) -> bool:
+    """Print the configuration in effect; False when a value is invalid."""
+    from relay.config.effective import effective_settings
+
+    rows = effective_settings()
+    shown = [row for row in rows if not changed_only or row.source != "default" or row.problem]
+    _console().print(
+        table(
+            None,
+            ("variable", "value", "source", "problem"),
+            [(r.name, r.value, r.source, f"✗ {r.problem}" if r.problem else "") for r in shown],
+        )
+    )
+    bad = [row for row in rows if row.problem]
+    click.echo(f"{len(shown)} setting(s) shown, {len(bad)} invalid", err=True)
+    return not bad
+
+
 def register(main: click.Group) -> None:
     """Add these commands to the ``relay`` group."""
     for command in (apps, runs, tasks):
