@@ -59,6 +59,11 @@ def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any
     return grid
 
 
+def print_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """Print rows under a header row (rich), sized for the terminal or one line per row."""
+    _console().print(table(None, columns, rows))
+
+
 def _when(value: datetime | None) -> str:
     return value.isoformat(timespec="seconds") if value is not None else "-"
 

@@ -87,3 +87,18 @@ def test_runs_and_tasks_print_tables(cli: Any, runtime: Runtime) -> None:
     refused = cli("tasks", "--status", "DONE")
     assert refused.exit_code == 2
     assert "'DONE' is not one of" in refused.output
+
+
+def test_an_unexpected_error_is_one_line_without_secrets(settings: Settings) -> None:
+    env = {
+        "RELAY_DATABASE_URL": "postgresql+psycopg://relay:s3cret@127.0.0.1:1/relay",
+        "RELAY_REDIS_URL": settings.redis.url or "",
+        "RELAY_VAR_DIR": str(settings.var_dir),
+        "RELAY_LOG_LEVEL": "WARNING",
+    }
+    result = CliRunner().invoke(main, ["dlq", "list"], env=env)
+    assert result.exit_code == 1
+    (line,) = result.output.splitlines()
+    assert line.startswith("Error: OperationalError: ")
+    assert "s3cret" not in line
+    assert "RELAY_DEBUG=1" in line
