@@ -149,3 +149,47 @@ def test_bad_exports_get_clear_400s_and_create_nothing(api: Api, tenant: TenantC
     codes = {(i["code"], i["node_id"]) for i in refused.json["details"]["attention"]}
     assert {("unsupported_node_type", "search"), ("missing_tool_credentials", "search")} <= codes
     assert api.rows(App) == []
+
+
+def test_an_imported_app_runs_with_its_environment_variables(settings: Settings) -> None:
+    from tests.integration.streaming.support import streaming_stack
+
+    document = {
+        "app": {"name": "Greeter", "mode": "workflow"},
+        "kind": "app",
+        "version": "0.1.5",
+        "workflow": {
+            "environment_variables": [
+                {"name": "greeting", "value": "Hello", "value_type": "string", "id": "e1"}
+            ],
+            "conversation_variables": [],
+            "features": {},
+            "graph": {
+                "nodes": [
+                    {"id": "start", "data": {"type": "start", "title": "Start", "variables": [
+                        {"variable": "name", "type": "text-input", "required": True}]}},
+                    {"id": "say", "data": {"type": "template-transform", "title": "Say",
+                     "template": "{{ g }}, {{ n }}!", "variables": [
+                         {"variable": "g", "value_selector": ["env", "greeting"]},
+                         {"variable": "n", "value_selector": ["start", "name"]}]}},
+                    {"id": "end", "data": {"type": "end", "title": "End", "outputs": [
+                        {"variable": "text", "value_selector": ["say", "output"]}]}},
+                ],
+                "edges": [
+                    {"id": "a", "source": "start", "target": "say"},
+                    {"id": "b", "source": "say", "target": "end"},
+                ],
+            },
+        },
+    }  # fmt: skip
+    with streaming_stack(settings) as stack:
+        imported = stack.api.call(
+            "POST", "/v1/apps/import?publish=true", stack.tenant, data=yaml.safe_dump(document),
+            headers=YAML,
+        )  # fmt: skip
+        assert imported.status_code == 201, imported.json
+        body = {"app_id": imported.json["app"]["id"], "user": "u", "response_mode": "blocking",
+                "inputs": {"name": "relay"}}  # fmt: skip
+        run = stack.api.ok("POST", "/v1/workflows/run", stack.tenant, json=body)
+    assert run["data"]["status"] == "succeeded", run
+    assert run["data"]["outputs"] == {"text": "Hello, relay!"}

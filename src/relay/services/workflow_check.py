@@ -86,6 +86,15 @@ def declared_names(variables: Any) -> list[str]:
     ]
 
 
+def declared_values(variables: Any) -> dict[str, Any]:
+    """Dify's ``[{name, value, value_type}]`` declarations as ``{name: value}``."""
+    return {
+        str(variable["name"]): variable.get("value")
+        for variable in variables or []
+        if isinstance(variable, Mapping) and variable.get("name")
+    }
+
+
 def check_run_inputs(graph: Mapping[str, Any], inputs: Mapping[str, Any]) -> None:
     """Raise :class:`InvalidInputs` (400) naming each missing or invalid input variable."""
     for raw in graph.get("nodes") or []:
