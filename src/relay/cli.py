@@ -94,8 +94,14 @@ def api() -> None:
 @click.option(
     "--include", "-I", multiple=True, help="Extra module to import (your own tasks, probes)"
 )
+@click.option("--quiet", is_flag=True, help="No start-up banner (relay up prints its own)")
 def worker(
-    queues: str, concurrency: int | None, pool: str, hostname: str | None, include: tuple[str, ...]
+    queues: str,
+    concurrency: int | None,
+    pool: str,
+    hostname: str | None,
+    include: tuple[str, ...],
+    quiet: bool,
 ) -> None:
     """Run a Celery worker on the given queues."""
     from relay.app_factory import create_app
@@ -121,11 +127,12 @@ def worker(
     ]  # fmt: skip
     if include:
         argv += ["--include", ",".join(include)]
-    runtime.celery.worker_main(argv)
+    runtime.celery.worker_main(["--quiet", *argv] if quiet else argv)
 
 
 @main.command()
-def beat() -> None:
+@click.option("--quiet", is_flag=True, help="No start-up banner (relay up prints its own)")
+def beat(quiet: bool) -> None:
     """Run the periodic scheduler (running two is safe).
 
     A second beat waits for the first one's lock and takes over when it stops.
@@ -133,7 +140,8 @@ def beat() -> None:
     from relay.app_factory import create_app
 
     runtime = create_app(_settings()).extensions["relay"]
-    runtime.celery.start(["beat", "--loglevel", runtime.settings.log.level])
+    argv = ["beat", "--loglevel", runtime.settings.log.level]
+    runtime.celery.start(["--quiet", *argv] if quiet else argv)
 
 
 @main.command()

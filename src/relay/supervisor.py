@@ -90,10 +90,11 @@ class Supervisor:
                     "all",
                     "--concurrency",
                     str(settings.celery.concurrency),
+                    "--quiet",
                 ],
                 stop_timeout=60,
             ),
-            Child("beat", [*relay, "beat"], stop_timeout=10),
+            Child("beat", [*relay, "beat", "--quiet"], stop_timeout=10),
             Child("api", [*relay, "api"], stop_timeout=15),
         ]
         self.embedded: EmbeddedRedis | None = None

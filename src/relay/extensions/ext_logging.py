@@ -86,5 +86,5 @@ def init_logging(settings: Settings) -> None:
         handler.setFormatter(PlainFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root.setLevel(settings.log.level)
     routine_logs.install(handler, root.level)
-    for noisy in ("urllib3", "httpx", "httpcore", "amqp", "kombu"):
+    for noisy in ("urllib3", "httpx", "httpcore", "amqp", "kombu", "alembic.runtime.plugins"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
