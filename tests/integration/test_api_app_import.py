@@ -106,6 +106,8 @@ def test_export_writes_the_same_format_back(api: Api, tenant: TenantCredentials)
         assert second["draft_workflow"] == first["draft_workflow"]
         as_json = api.ok("GET", f"/v1/apps/{first['id']}/export?format=json", tenant)
         assert as_json == document
+    other = api.create_tenant("globex")
+    assert api.call("GET", f"/v1/apps/{first['id']}/export", other).status_code == 404
 
 
 def test_chat_app_exports_carry_their_model_config(api: Api, tenant: TenantCredentials) -> None:

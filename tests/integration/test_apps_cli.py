@@ -73,6 +73,8 @@ def test_errors_are_one_clear_line(cli: Any, runtime: Runtime, tmp_path: Path) -
     assert result.output.startswith("Error: the export is not valid YAML (line")
     assert "Traceback" not in result.output
     assert cli("apps", "export", "nope", "--tenant", tenant).output == "Error: app not found\n"
+    unknown = cli("apps", "import", str(FIXTURES / "json-repair.yml"), "--tenant", "nope")
+    assert unknown.output == "Error: no tenant nope\n"
 
 
 def test_runs_and_tasks_print_tables(cli: Any, runtime: Runtime) -> None:

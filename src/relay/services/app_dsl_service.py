@@ -17,7 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
-from relay.errors import BadRequest
+from relay.errors import BadRequest, NotFound
 from relay.events import signals
 from relay.events.payloads import (
     AppCreated,
@@ -25,7 +25,7 @@ from relay.events.payloads import (
     AppModelConfigUpdated,
     AppPublishedWorkflowUpdated,
 )
-from relay.models import App, AppStatus, Dataset, new_id
+from relay.models import App, AppStatus, Dataset, Tenant, new_id
 from relay.runtime import Runtime
 from relay.services.app_service import AppDetail, NoDraft, app_detail, require_app
 from relay.services.workflow_check import declared_names, graph_problems
@@ -100,6 +100,8 @@ class AppDslService:
             doc = AppDocument(**{**doc.__dict__, "name": name.strip()[:255]})
         mapped = mapped_summary(doc)
         with self.runtime.db.transaction() as session:
+            if session.get(Tenant, tenant_id) is None:
+                raise NotFound(f"no tenant {tenant_id}")
             wanted = _dataset_ids(doc)
             known = set(
                 session.scalars(
