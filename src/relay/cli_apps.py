@@ -82,25 +82,40 @@ def apps() -> None:
 
 
 @apps.command("import")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument(
+    "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
 @click.option("--tenant", required=True, help="Tenant id (from `relay tenants create`)")
 @click.option("--publish", is_flag=True, help="Publish the workflow at once")
-@click.option("--name", default=None, help="Name of the app (default: the export's)")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON")
-def apps_import(file: Path, tenant: str, publish: bool, name: str | None, as_json: bool) -> None:
-    """Create an app from a Dify export (YAML or JSON, as Dify writes it)."""
+@click.option("--name", default=None, help="Name of the app (default: the export's; one file)")
+@click.option("--json", "as_json", is_flag=True, help="Print each report as one JSON line")
+def apps_import(
+    files: tuple[Path, ...], tenant: str, publish: bool, name: str | None, as_json: bool
+) -> None:
+    """Create apps from Dify exports (YAML or JSON files, as Dify writes them).
+
+    One file prints its report: what was mapped and what needs attention. Several files print
+    one row each, with progress; a file that cannot be imported is named and the rest go on.
+    """
     from relay.services.app_dsl_service import AppDslService
 
+    if name and len(files) > 1:
+        raise click.UsageError("--name applies to a single file")
+    if len(files) > 1 and not as_json:
+        _import_many(files, tenant, publish)
+        return
     with runtime_for_cli() as runtime:
-        report = AppDslService(runtime).import_app(
-            tenant,
-            file.read_bytes(),
-            as_json=file.suffix.lower() == ".json",
-            publish=publish,
-            name=name,
-        )
+        for file in files:
+            report = AppDslService(runtime).import_app(
+                tenant,
+                file.read_bytes(),
+                as_json=file.suffix.lower() == ".json",
+                publish=publish,
+                name=name,
+            )
+            if as_json:
+                click.echo(report.model_dump_json(by_alias=True))
     if as_json:
-        click.echo(report.model_dump_json(by_alias=True))
         return
     app, mapped = report.app, report.mapped
     state = "published" if report.published else "draft saved"
@@ -114,6 +129,36 @@ def apps_import(file: Path, tenant: str, publish: bool, name: str | None, as_jso
         )
     if report.attention:
         _attention_table([item.model_dump() for item in report.attention])
+
+
+def _import_many(files: Sequence[Path], tenant: str, publish: bool) -> None:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress
+
+    from relay.services.app_dsl_service import AppDslService
+
+    rows: list[tuple[Any, ...]] = []
+    failed = 0
+    columns = ("importing", BarColumn(), MofNCompleteColumn())
+    with runtime_for_cli() as runtime, Progress(*columns, console=_console(err=True)) as bar:
+        job = bar.add_task("import", total=len(files))
+        for file in files:
+            try:
+                report = AppDslService(runtime).import_app(
+                    tenant, file.read_bytes(), as_json=file.suffix.lower() == ".json",
+                    publish=publish,
+                )  # fmt: skip
+            except RelayError as exc:
+                failed += 1
+                rows.append((file.name, "-", "-", "failed", exc.message))
+            else:
+                codes = sorted({item.code for item in report.attention})
+                rows.append(
+                    (file.name, report.app.id, report.app.mode, report.status, ", ".join(codes))
+                )
+            bar.advance(job)
+    print_table(("file", "app", "mode", "status", "attention"), rows)
+    if failed:
+        raise click.ClickException(f"{failed} of {len(files)} file(s) could not be imported")
 
 
 @apps.command("export")

@@ -104,3 +104,18 @@ def test_an_unexpected_error_is_one_line_without_secrets(settings: Settings) -> 
     assert line.startswith("Error: OperationalError: ")
     assert "s3cret" not in line
     assert "RELAY_DEBUG=1" in line
+
+
+def test_many_files_import_with_one_row_each(cli: Any, runtime: Runtime, tmp_path: Path) -> None:
+    tenant = TenantService(runtime).create("acme", "team").id
+    broken = tmp_path / "broken.yml"
+    broken.write_text("kind: app\napp: {name: x, mode: workflow}\n")
+    files = [str(path) for path in sorted(FIXTURES.glob("*.yml"))]
+    result = cli("apps", "import", *files, str(broken), "--tenant", tenant, "--publish")
+    assert result.exit_code == 1
+    rows = [line for line in result.stdout.splitlines() if line.startswith("│")]
+    assert len(rows) == len(files) + 1
+    assert sum("completed" in row for row in rows) == len(files)
+    (failed,) = [row for row in rows if "broken.yml" in row]
+    assert "a workflow export needs a 'workflow' section" in failed
+    assert "1 of 13 file(s) could not be imported" in result.output
