@@ -11,6 +11,7 @@ creates nothing. Export writes the same shape back, so import -> export -> impor
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -97,7 +98,7 @@ class AppDslService:
         run, ``DSLError`` (400) when it is not an export at all."""
         doc = read_document(source, as_json=as_json)
         if name:
-            doc = AppDocument(**{**doc.__dict__, "name": name.strip()[:255]})
+            doc = dataclasses.replace(doc, name=name.strip()[:255])
         mapped = mapped_summary(doc)
         with self.runtime.db.transaction() as session:
             if session.get(Tenant, tenant_id) is None:
