@@ -363,7 +363,7 @@ def dlq_list(
     if as_json:
         for letter in letters:
             click.echo(letter.model_dump_json())
-    else:
+    elif letters:
         from relay.cli_apps import print_table
 
         rows = [
