@@ -60,6 +60,10 @@ def effective_settings(environ: Mapping[str, str] | None = None) -> list[Effecti
             value = _display(_value_of(loaded, section, field_name), secret)
         rows.append(EffectiveSetting(name, value, "default", problems.get(name)))
     known = {row.name for row in rows}
+    for name, problem in problems.items():
+        # A check across fields of a section (e.g. RELAY_WORKFLOW: openai needs a base URL).
+        if name not in known:
+            rows.append(EffectiveSetting(name, "-", "validation", problem))
     for name in sorted(env):
         # A RELAY_ variable that sets nothing is most often a typo of one that does.
         if name.startswith(ENV_PREFIX) and name not in known and not name.startswith("RELAY_TEST"):
