@@ -90,7 +90,7 @@ def test_json_body_and_publish_on_request(api: Api, tenant: TenantCredentials) -
 
 
 def test_export_writes_the_same_format_back(api: Api, tenant: TenantCredentials) -> None:
-    for name in ("whole-book-translation.yml", "form-chat-demo.yml"):
+    for name in (path.name for path in EXPORTS):
         first = _import(api, tenant, (FIXTURES / name).read_bytes()).json["app"]
         exported = api.call("GET", f"/v1/apps/{first['id']}/export", tenant)
         assert exported.status_code == 200
@@ -101,7 +101,10 @@ def test_export_writes_the_same_format_back(api: Api, tenant: TenantCredentials)
         assert document["app"]["mode"] == first["mode"]
         original = yaml.safe_load((FIXTURES / name).read_bytes())
         for key in ("features", "environment_variables", "conversation_variables"):
-            assert document["workflow"][key] == original["workflow"][key], key
+            # Missing in some older exports: written back empty.
+            assert document["workflow"][key] == (
+                original["workflow"].get(key) or type(document["workflow"][key])()
+            ), key
         second = _import(api, tenant, exported.data).json["app"]
         assert second["draft_workflow"] == first["draft_workflow"]
         as_json = api.ok("GET", f"/v1/apps/{first['id']}/export?format=json", tenant)
