@@ -10,6 +10,7 @@ import os
 import socket
 
 import pytest
+from kombu.utils.url import url_to_parts
 
 PG_URL = os.environ.get("RELAY_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("RELAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -48,9 +49,22 @@ def require_redis() -> str:
     return REDIS_URL
 
 
+def external_configuration() -> bool:
+    """Whether the suite runs on configured servers (RELAY_DATABASE_URL / RELAY_REDIS_URL)."""
+    return bool(os.environ.get("RELAY_DATABASE_URL") or os.environ.get("RELAY_REDIS_URL"))
+
+
 def require_rabbitmq() -> str:
-    if os.environ.get("RELAY_TEST_SKIP_RABBITMQ") == "1":
-        # CI runs two configurations side by side; only one of them may use the shared broker.
-        pytest.skip("RabbitMQ is exercised by the other configuration of this run")
-    require("RabbitMQ", "127.0.0.1", 5672)
+    """The broker URL; on embedded defaults (no shared server) the test is skipped.
+
+    The embedded configuration touches no shared server, so two runs side by side (CI runs
+    both configurations at once) never share the broker. ``RELAY_TEST_AMQP_URL`` opts in.
+    """
+    if not external_configuration() and "RELAY_TEST_AMQP_URL" not in os.environ:
+        pytest.skip(
+            "RabbitMQ runs in the configuration on real servers (RELAY_REDIS_URL set); "
+            "the embedded configuration uses no shared server"
+        )
+    parts = url_to_parts(AMQP_URL)
+    require("RabbitMQ", parts.hostname or "127.0.0.1", parts.port or 5672)
     return AMQP_URL

@@ -1,4 +1,5 @@
-"""``relay`` command line: up, api, worker, beat, migrate, queues, dlq, config, tenants.
+"""``relay`` command line: up, api, worker, beat, migrate, queues, dlq, config, tenants, apps,
+runs, tasks.
 
 Each command imports what it runs inside its own function: ``relay --help`` and the small
 commands start without loading Celery, the API and the workflow engine (start-up speed, not
@@ -28,9 +29,42 @@ def _settings() -> Settings:
         raise click.ClickException(exc.message) from None
 
 
-@click.group()
+class RelayGroup(click.Group):
+    """The ``relay`` group: any error ends the command with one clear line, never a traceback.
+
+    ``RELAY_DEBUG=1`` lets an unexpected error through with its traceback.
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except RelayError as exc:
+            raise click.ClickException(exc.message) from None
+        except Exception as exc:
+            if os.environ.get("RELAY_DEBUG", "") not in ("", "0"):
+                raise
+            from relay.adapters.logs import redact
+
+            first = (str(exc).strip().splitlines() or [""])[0][:300]
+            raise click.ClickException(
+                redact(f"{type(exc).__name__}: {first}") + " (RELAY_DEBUG=1 shows the traceback)"
+            ) from None
+
+
+@click.group(cls=RelayGroup, context_settings={"max_content_width": 100})
 def main() -> None:
-    """relay: the event and task backbone of a multi-tenant AI application platform."""
+    """relay: the event and task backbone of a multi-tenant AI application platform.
+
+    Start with `relay up` (the whole stack on this machine), then see the README's quick start.
+    """
+
+
+def _register_more() -> None:
+    from relay import cli_apps
+
+    cli_apps.register(main)
 
 
 @main.command()
@@ -38,7 +72,11 @@ def main() -> None:
     "--startup-timeout", default=60.0, show_default=True, help="Seconds to become healthy"
 )
 def up(startup_timeout: float) -> None:
-    """Run the whole stack (Redis if needed, migrations, worker, beat, API) until Ctrl-C."""
+    """Run the whole stack on this machine until Ctrl-C.
+
+    Starts the embedded Redis when RELAY_REDIS_URL is unset, migrates the database, then a
+    worker, beat and the API. The first start generates an admin token into the var directory.
+    """
     from relay.supervisor import Supervisor
 
     sys.exit(Supervisor(_settings(), startup_timeout=startup_timeout).run())
@@ -60,8 +98,14 @@ def api() -> None:
 @click.option(
     "--include", "-I", multiple=True, help="Extra module to import (your own tasks, probes)"
 )
+@click.option("--quiet", is_flag=True, help="No start-up banner (relay up prints its own)")
 def worker(
-    queues: str, concurrency: int | None, pool: str, hostname: str | None, include: tuple[str, ...]
+    queues: str,
+    concurrency: int | None,
+    pool: str,
+    hostname: str | None,
+    include: tuple[str, ...],
+    quiet: bool,
 ) -> None:
     """Run a Celery worker on the given queues."""
     from relay.composition import create_runtime
@@ -87,19 +131,24 @@ def worker(
     if include:
         argv += ["--include", ",".join(include)]
     try:
-        runtime.celery.worker_main(argv)
+        runtime.celery.worker_main(["--quiet", *argv] if quiet else argv)
     finally:
         runtime.close()  # flush what the main process buffered (records, stats)
 
 
 @main.command()
-def beat() -> None:
-    """Run the beat scheduler (celery-redbeat: a second beat waits for the lock)."""
+@click.option("--quiet", is_flag=True, help="No start-up banner (relay up prints its own)")
+def beat(quiet: bool) -> None:
+    """Run the periodic scheduler (running two is safe).
+
+    A second beat waits for the first one's lock and takes over when it stops.
+    """
     from relay.composition import create_runtime
 
     runtime = create_runtime(_settings())
+    argv = ["beat", "--loglevel", runtime.settings.log.level]
     try:
-        runtime.celery.start(["beat", "--loglevel", runtime.settings.log.level])
+        runtime.celery.start(["--quiet", *argv] if quiet else argv)
     finally:
         runtime.close()
 
@@ -149,25 +198,37 @@ def queues_check(timeout: float) -> None:
 @queues.command("list")
 def queues_list() -> None:
     """Every queue with its purpose, routed tasks and current length."""
+    from relay.cli_apps import print_table
     from relay.services.queue_service import queue_lengths
 
     lengths = queue_lengths(_runtime())
+    rows = []
     for spec in catalog.QUEUES:
-        tasks = [t.name for t in catalog.TASKS if t.queue == spec.name]
-        click.echo(
-            f"{spec.name:24} {lengths.get(spec.name, 0):>7}  {spec.purpose}  [{', '.join(tasks)}]"
-        )
+        # A task's default queue and the queues it goes to by plan (alt_queues) both carry it.
+        tasks = [t.name for t in catalog.TASKS if spec.name in (t.queue, *t.alt_queues)]
+        beat = [b.task for b in catalog.BEAT if b.task in tasks]
+        shown = ", ".join(f"{name} (beat)" if name in beat else name for name in tasks)
+        fair = "fair" if spec.name in catalog.FAIR_QUEUES else ""
+        rows.append((spec.name, lengths.get(spec.name, 0), fair, spec.purpose, shown or "-"))
+    print_table(("queue", "waiting", "scheduling", "purpose", "tasks"), rows)
 
 
 @main.command("config")
 @click.option("--markdown", is_flag=True, help="As the Markdown table in the README")
-def config_cmd(markdown: bool) -> None:
-    """Print every setting: environment variable, default, meaning."""
+@click.option("--changed", is_flag=True, help="Only settings that are not at their default")
+def config_cmd(markdown: bool, changed: bool) -> None:
+    """Show the settings in effect and flag invalid ones.
+
+    Each setting with its value in effect, its source (environment or default) and what is
+    wrong with it; exits non-zero when a value is invalid. Secrets are masked.
+    """
     if markdown:
         click.echo(settings_table())
         return
-    for name, default, description in describe_settings():
-        click.echo(f"{name:36} {default:28} {description}")
+    from relay.cli_apps import print_config
+
+    if not print_config(changed_only=changed):
+        raise click.ClickException("the configuration has invalid values (marked above)")
 
 
 def settings_table() -> str:
@@ -179,7 +240,7 @@ def settings_table() -> str:
 
 @main.group()
 def tenants() -> None:
-    """Manage tenants and their API keys (the same services as the admin API)."""
+    """Tenants and their API keys (the same services as the admin API)."""
 
 
 @tenants.command("create")
@@ -220,17 +281,17 @@ def tenants_create(name: str, plan: str, key_name: str, as_json: bool) -> None:
 @click.option("--queue", default=None, help="Only this queue (default: every fair queue)")
 def tenants_stats(queue: str | None) -> None:
     """Each active tenant in the fair scheduler: waiting, running, virtual runtime."""
+    from relay.cli_apps import print_table
     from relay.scheduling.metrics import tenant_snapshot
 
     rows = tenant_snapshot(_runtime().dispatcher.queue, queue)
-    click.echo(f"{'queue':24} {'tenant':38} {'weight':>6} {'waiting':>8} {'running':>8} vruntime")
-    for row in rows:
-        click.echo(
-            f"{row.queue:24} {row.tenant:38} {row.weight:>6} {row.waiting:>8} {row.running:>8} "
-            f"{row.vruntime:.3f}"
-        )
     if not rows:
         click.echo("no tenant has work in the fair scheduler")
+        return
+    print_table(
+        ("queue", "tenant", "weight", "waiting", "running", "vruntime"),
+        [(r.queue, r.tenant, r.weight, r.waiting, r.running, f"{r.vruntime:.3f}") for r in rows],
+    )
 
 
 @tenants.command("list")
@@ -246,9 +307,15 @@ def tenants_list(limit: int, offset: int) -> None:
         page = TenantService(runtime).list_tenants(PageParams(limit=limit, offset=offset))
     finally:
         runtime.close()
-    for tenant in page.data:
-        created = tenant.created_at.isoformat(timespec="seconds")
-        click.echo(f"{tenant.id}  {tenant.plan:12} {tenant.status:8} {created}  {tenant.name}")
+    from relay.cli_apps import print_table
+
+    print_table(
+        ("id", "plan", "status", "created", "name"),
+        [
+            (t.id, t.plan, t.status, t.created_at.isoformat(timespec="seconds"), t.name)
+            for t in page.data
+        ],
+    )
     shown = f"{offset + 1}-{offset + len(page.data)}" if page.data else "none"
     click.echo(f"{shown} of {page.total} tenant(s)", err=True)
 
@@ -302,17 +369,27 @@ def dlq_list(
         letters = service.list_letters(
             tenant, task_name=task_name, replayed=False if pending else None, limit=limit
         )
-    for letter in letters:
-        if as_json:
+    if as_json:
+        for letter in letters:
             click.echo(letter.model_dump_json())
-            continue
-        created = letter.created_at.isoformat(timespec="seconds")
-        replayed = f"replayed as {letter.replayed_task_id}" if letter.replayed_at else "pending"
-        click.echo(
-            f"{letter.id}  {created}  {letter.task_name:32} {letter.reason:10} "
-            f"attempts={letter.attempts}  tenant={letter.tenant_id or '-'}  {replayed}  "
-            f"{_short(letter.error, 80)}"
-        )
+    elif letters:
+        from relay.cli_apps import print_table
+
+        rows = [
+            (
+                letter.id,
+                letter.created_at.isoformat(timespec="seconds"),
+                letter.task_name,
+                letter.reason,
+                letter.attempts,
+                letter.tenant_id,
+                f"replayed as {letter.replayed_task_id}" if letter.replayed_at else "pending",
+                _short(letter.error, 80),
+            )
+            for letter in letters
+        ]
+        columns = ("id", "created", "task", "reason", "attempts", "tenant", "state", "error")
+        print_table(columns, rows)
     click.echo(f"{len(letters)} dead letter(s)", err=True)
 
 
@@ -383,3 +460,6 @@ def dlq_purge(older_than: float | None, tenant: str | None, yes: bool) -> None:
     with _dead_letter_service() as service:
         count = service.purge(older_than_days=older_than, tenant_id=tenant)
     click.echo(f"purged {count} dead letter(s){scope}")
+
+
+_register_more()

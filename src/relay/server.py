@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.glogging import Logger as GunicornLogger
 
 from relay.app_factory import create_app
 from relay.config import Settings
@@ -31,9 +32,26 @@ class ApiServer(BaseApplication):  # type: ignore[misc]
             "errorlog": "-",
             "loglevel": self.settings.log.level.lower(),
             "proc_name": "relay-api",
+            "logger_class": _relay_logger(self.settings),
         }
         for key, value in options.items():
             self.cfg.set(key, value)
 
     def load(self) -> Any:
         return create_app(self.settings)
+
+
+def _relay_logger(settings: Settings) -> type[GunicornLogger]:
+    """gunicorn's logger, writing through relay's log handler: one format for every process."""
+    from relay.adapters.logs import init_logging
+
+    class RelayGunicornLogger(GunicornLogger):  # type: ignore[misc]
+        def setup(self, cfg: Any) -> None:
+            super().setup(cfg)
+            init_logging(settings)
+            for log in (self.error_log, self.access_log):
+                for handler in list(log.handlers):
+                    log.removeHandler(handler)
+                log.propagate = True  # to the root logger, which relay's handler formats
+
+    return RelayGunicornLogger

@@ -9,14 +9,17 @@ signal, so even a SIGKILLed supervisor leaves nothing behind.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import IO
 
 import httpx
 
@@ -25,10 +28,14 @@ from relay.adapters.logs import init_logging
 from relay.composition import create_runtime, resolve_redis_url
 from relay.config import Settings
 from relay.errors import RelayError
+from relay.first_run import AdminToken, ensure_admin_token, next_steps
 from relay.migrations import upgrade
 from relay.services.queue_service import require_consumers
 
 log = logging.getLogger(__name__)
+
+# Held (flock) by the running ``relay up`` of a var directory; holds its pid for the message.
+LOCK_FILE = "relay-up.lock"
 
 
 @dataclass
@@ -85,13 +92,16 @@ class Supervisor:
                     "all",
                     "--concurrency",
                     str(settings.celery.concurrency),
+                    "--quiet",
                 ],
                 stop_timeout=60,
             ),
-            Child("beat", [*relay, "beat"], stop_timeout=10),
+            Child("beat", [*relay, "beat", "--quiet"], stop_timeout=10),
             Child("api", [*relay, "api"], stop_timeout=15),
         ]
         self.embedded: EmbeddedRedis | None = None
+        self.admin_token: AdminToken | None = None
+        self._lock: IO[str] | None = None
 
     @property
     def base_url(self) -> str:
@@ -104,15 +114,12 @@ class Supervisor:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         try:
+            self._claim()
             env = self._prepare()
             for child in self.children:
                 child.start(env)
             self._wait_until_up()
-            print(f"relay is up in {time.monotonic() - started:.1f}s", flush=True)
-            print(f"  API        {self.base_url}/v1", flush=True)
-            print(f"  health     {self.base_url}/health", flush=True)
-            print(f"  metrics    {self.base_url}/metrics", flush=True)
-            print("Press Ctrl-C to stop.", flush=True)
+            self._banner(time.monotonic() - started)
             while not self.stopping.wait(0.5):
                 dead = [c.name for c in self.children if not c.alive()]
                 if dead:
@@ -125,6 +132,61 @@ class Supervisor:
         finally:
             self.shutdown()
 
+    def _banner(self, elapsed: float) -> None:
+        lines = [
+            f"relay is up in {elapsed:.1f}s",
+            f"  API        {self.base_url}/v1",
+            f"  docs       {self.base_url}/docs",
+            f"  health     {self.base_url}/health",
+            f"  metrics    {self.base_url}/metrics",
+        ]
+        token = self.admin_token
+        if token is not None and token.generated:
+            lines += [
+                "",
+                f"Admin token (generated into {token.path}, mode 0600; shown only this once):",
+                f"  {token.value}",
+                "",
+                next_steps(self.base_url, token.path),
+            ]
+        elif token is not None:
+            lines.append(f"  admin token in {token.path}")
+        lines.append("Press Ctrl-C to stop.")
+        print("\n".join(lines), flush=True)
+
+    def _claim(self) -> None:
+        """Refuse at once when another ``relay up`` runs on this var directory or the port is
+        taken: a second stack would share the first one's Redis and silence its beat."""
+        var_dir = self.settings.var_dir
+        var_dir.mkdir(parents=True, exist_ok=True)
+        path = var_dir / LOCK_FILE
+        handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the process's life
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "?"
+            handle.close()
+            raise RelayError(
+                f"another relay up (pid {holder}) is running on {var_dir}; stop it first, "
+                "or give this one its own RELAY_VAR_DIR"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        self._lock = handle
+        host, port = self.settings.api.host, self.settings.api.port
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+            except OSError as exc:
+                raise RelayError(
+                    f"port {port} on {host} is in use ({exc.strerror}); set RELAY_API_PORT "
+                    "to another port"
+                ) from None
+
     def _on_signal(self, signum: int, _frame: object) -> None:
         self.stopping.set()
 
@@ -133,6 +195,10 @@ class Supervisor:
         upgrade(self.settings.database_url)
         env = dict(os.environ)
         env["RELAY_VAR_DIR"] = str(self.settings.var_dir)
+        if not self.settings.api.admin_token:
+            # Admin endpoints would answer 403 admin_disabled: generate a token the first time.
+            self.admin_token = ensure_admin_token(self.settings.var_dir)
+            env["RELAY_API_ADMIN_TOKEN"] = self.admin_token.value
         if self.embedded is not None:
             # Children reuse the supervisor's server; they never own it.
             env["RELAY_REDIS_URL"] = redis_url
@@ -177,3 +243,6 @@ class Supervisor:
             child.stop()
         if self.embedded is not None:
             self.embedded.stop()
+        if self._lock is not None:
+            self._lock.close()  # releases the flock
+            self._lock = None

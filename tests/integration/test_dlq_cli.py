@@ -47,6 +47,11 @@ def cli(settings: Settings, runtime: Runtime) -> Any:
     return invoke
 
 
+def table_ids(output: str) -> list[str]:
+    """The first cell of each body row of a table printed by the CLI."""
+    return [line.split("│")[1].strip() for line in output.splitlines() if line.startswith("│")]
+
+
 def bury(
     runtime: Runtime,
     tenant_id: str | None,
@@ -85,12 +90,13 @@ def test_list_filters_by_tenant_task_and_limit(cli: Any, runtime: Runtime) -> No
 
     listed = cli("list")
     assert listed.exit_code == 0, listed.output
-    lines = listed.stdout.strip().splitlines()
-    assert [line.split()[0] for line in lines] == [other, mail, ping], "newest first"
+    assert listed.stdout.splitlines()[1].split("┃")[1].strip() == "id", "a header row"
+    assert table_ids(listed.stdout) == [other, mail, ping], "newest first"
     assert "3 dead letter(s)" in listed.stderr
-    assert f"tenant={ACME}" in lines[1]
-    assert "fatal" in lines[1]
-    assert "SMTP 550" in lines[1]
+    (mail_row,) = [line for line in listed.stdout.splitlines() if mail in line]
+    assert ACME in mail_row
+    assert "fatal" in mail_row
+    assert "SMTP 550" in mail_row
 
     assert _ids(cli("list", "--tenant", ACME)) == [mail, ping]
     assert _ids(cli("list", "--task", "relay.canary")) == [mail]
@@ -103,7 +109,7 @@ def test_list_filters_by_tenant_task_and_limit(cli: Any, runtime: Runtime) -> No
 
 def _ids(result: Result) -> list[str]:
     assert result.exit_code == 0, result.output
-    return [line.split()[0] for line in result.stdout.strip().splitlines()]
+    return table_ids(result.stdout)
 
 
 def test_show_prints_the_letter_with_its_traceback(cli: Any, runtime: Runtime) -> None:

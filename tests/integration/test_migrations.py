@@ -1,7 +1,9 @@
 """The shipped migrations build exactly the schema the models describe, and tear it down again.
 
-Runs on SQLite (a file under tmp_path) and on PostgreSQL (a dedicated throw-away database, so
-that other tests using the ``test`` database are never clobbered).
+Runs on SQLite (a file under tmp_path) and, when the suite runs on PostgreSQL
+(``RELAY_DATABASE_URL`` set), on a dedicated throw-away database on that server, so that other
+tests using the configured database are never clobbered. On embedded defaults no shared server is
+touched.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 
 from relay import migrations
 from relay.models import Base
-from tests.services import require_postgres
+from tests.services import require
 
 EXPECTED_TABLES = set(Base.metadata.tables)
 
@@ -32,7 +34,11 @@ def sqlite_url(tmp_path: Path) -> str:
 
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
-    base = make_url(require_postgres())
+    configured = os.environ.get("RELAY_DATABASE_URL", "")
+    if not configured.startswith("postgresql"):
+        pytest.skip("PostgreSQL migrations run when RELAY_DATABASE_URL names a PostgreSQL server")
+    base = make_url(configured)
+    require("PostgreSQL", base.host or "127.0.0.1", base.port or 5432)
     # Per process, so two test runs on one machine do not drop each other's database.
     name = f"relay_migrations_test_{os.getpid()}"
     admin = create_engine(base, isolation_level="AUTOCOMMIT", poolclass=pool.NullPool)

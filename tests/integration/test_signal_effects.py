@@ -325,8 +325,15 @@ def test_an_app_created_with_a_model_config_links_its_datasets(
 def graph(*dataset_ids: str) -> dict[str, Any]:
     """A start -> knowledge retrieval -> end workflow retrieving from ``dataset_ids``."""
     nodes = [
-        {"id": "start", "data": {"type": "start"}},
-        {"id": "kr", "data": {"type": "knowledge-retrieval", "dataset_ids": list(dataset_ids)}},
+        {"id": "start", "data": {"type": "start", "variables": [{"variable": "q"}]}},
+        {
+            "id": "kr",
+            "data": {
+                "type": "knowledge-retrieval",
+                "dataset_ids": list(dataset_ids),
+                "query_variable_selector": ["start", "q"],
+            },
+        },
         {"id": "end", "data": {"type": "end"}},
     ]
     edges = [

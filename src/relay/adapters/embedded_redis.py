@@ -96,7 +96,13 @@ class EmbeddedRedis:
             "--logfile", str(self.directory / "redis.log"),
         ]  # fmt: skip
         self._process = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent, close_fds=True
+            argv,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
+            close_fds=True,
+            # Its own process group: Ctrl-C in a terminal reaches the owner, which stops the
+            # server last, after everything that uses it (the parent-death signal still holds).
+            process_group=0,
         )
         atexit.register(self.stop)
         deadline = time.monotonic() + timeout

@@ -12,6 +12,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from relay.adapters import routine_logs
 from relay.config import Settings
 
 _URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):[^@/\s]+@", re.I)
@@ -51,11 +52,24 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(payload, default=str)
 
 
+# Which task a line is about, kept in the plain format too (never the task's arguments).
+_PLAIN_CONTEXT = ("task", "task_id", "queue", "tenant_id")
+
+
 class PlainFormatter(logging.Formatter):
-    """Human-readable lines for a terminal, still redacted."""
+    """Human-readable lines for a terminal, still redacted; names the task a line is about."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return redact(super().format(record))
+        line = super().format(record)
+        context = [
+            f"{key}={getattr(record, key)}"
+            for key in _PLAIN_CONTEXT
+            if getattr(record, key, None) is not None
+        ]
+        if context:
+            head, newline, rest = line.partition("\n")  # before a traceback, if any
+            line = f"{head} [{' '.join(context)}]{newline}{rest}"
+        return redact(line)
 
 
 def init_logging(settings: Settings) -> None:
@@ -71,5 +85,6 @@ def init_logging(settings: Settings) -> None:
     else:
         handler.setFormatter(PlainFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root.setLevel(settings.log.level)
-    for noisy in ("urllib3", "httpx", "httpcore", "amqp", "kombu"):
+    routine_logs.install(handler, root.level)
+    for noisy in ("urllib3", "httpx", "httpcore", "amqp", "kombu", "alembic.runtime.plugins"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

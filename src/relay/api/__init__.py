@@ -19,6 +19,7 @@ from relay.api.errors import register_error_handlers
 from relay.api.messages import messages
 from relay.api.openapi import docs
 from relay.api.ops import ops
+from relay.api.task_records import task_records
 from relay.api.tasks import tasks
 from relay.api.tenants import tenants
 from relay.api.workflows import workflows
@@ -30,7 +31,7 @@ MAX_REQUEST_BYTES = 16 * 1024 * 1024
 def _tenant_api() -> Blueprint:
     parent = Blueprint("tenant_api", __name__)
     parent.before_request(authenticate_tenant)
-    for child in (apps, datasets, documents, messages, dead_letters):
+    for child in (apps, datasets, documents, messages, dead_letters, task_records):
         parent.register_blueprint(child)
     parent.register_blueprint(workflows)
     parent.register_blueprint(chat)

@@ -20,6 +20,7 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 from relay.api.auth import current_runtime, tenant_id
 from relay.api.body import parse_body, parse_query, respond
 from relay.api.openapi import TENANT, documented
+from relay.services.run_list_service import RunFilter, RunListService, RunPage
 from relay.services.workflow_run_service import (
     RunDetail,
     RunResult,
@@ -114,6 +115,18 @@ def run_workflow() -> WerkzeugResponse | tuple[Response, int]:
         result, _ = service.wait(tenant, started.run_id, body.user)
         return respond(BlockingRun(workflow_run_id=started.run_id, data=result))
     return sse_response(service.events(tenant, started.run_id, body.user), started.run_id)
+
+
+@workflows.get("/workflows/runs")
+@documented(tags=_TAGS, security=TENANT, query=RunFilter, ok=(200, RunPage))
+def list_runs() -> tuple[Response, int]:
+    """The tenant's runs, newest first; filter by ``app_id``, ``status``, ``user`` and time.
+
+    Times are ISO 8601 with an offset (``2026-12-03T10:00:00Z``; encode ``+`` as ``%2B``).
+    Read one run with ``GET /v1/workflows/runs/<id>?user=<the user that started it>``.
+    """
+    query = parse_query(RunFilter)
+    return respond(RunListService(current_runtime()).list_runs(tenant_id(), query))
 
 
 @workflows.get("/workflows/runs/<run_id>/events")

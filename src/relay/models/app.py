@@ -10,7 +10,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, String, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from relay.models.base import Base, IdMixin, TenantOwned, TimestampMixin
@@ -46,6 +46,12 @@ class App(IdMixin, TimestampMixin, TenantOwned, Base):
     draft_workflow: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
     published_workflow: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
     status: Mapped[str] = mapped_column(String(32), nullable=False, default=AppStatus.NORMAL)
+    description: Mapped[str] = mapped_column(Text, nullable=False, default="", server_default="")
+    # What a Dify export carries next to the graph, kept for export: the workflow's features
+    # and its declared environment and conversation variables (Dify's list form).
+    workflow_features: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    environment_variables: Mapped[list[Any] | None] = mapped_column(JSON(none_as_null=True))
+    conversation_variables: Mapped[list[Any] | None] = mapped_column(JSON(none_as_null=True))
 
     def __repr__(self) -> str:
         return f"<App {self.id} {self.name!r} mode={self.mode}>"

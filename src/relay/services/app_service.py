@@ -30,6 +30,7 @@ from relay.models import App, AppDatasetJoin, AppStatus, InstalledApp, Site, new
 from relay.models import AppMode as AppMode  # re-exported: the API names the modes
 from relay.runtime import Runtime
 from relay.services.pagination import Page, PageParams, paginate
+from relay.services.workflow_check import check_graph, declared_names
 
 WORKFLOW_MODES = frozenset({AppMode.WORKFLOW, AppMode.ADVANCED_CHAT})
 
@@ -66,6 +67,7 @@ class AppDetail(AppSummary):
 
     model_config = ConfigDict(frozen=True, validate_by_name=True, serialize_by_alias=True)
 
+    description: str = ""
     # ``model_config`` is reserved by pydantic; the field keeps the wire name through its alias.
     app_model_config: dict[str, Any] | None = Field(alias="model_config")
     draft_workflow: dict[str, Any] | None
@@ -96,10 +98,16 @@ def _summaries(rows: Sequence[App]) -> list[AppSummary]:
 def _detail(row: App) -> AppDetail:
     return AppDetail(
         **_summary_fields(row),
+        description=row.description or "",
         app_model_config=row.model_config,
         draft_workflow=row.draft_workflow,
         published_workflow=row.published_workflow,
     )
+
+
+def app_detail(row: App) -> AppDetail:
+    """The API view of an app row."""
+    return _detail(row)
 
 
 def require_app(session: Session, tenant_id: str, app_id: str, *, lock: bool = False) -> App:
@@ -194,10 +202,15 @@ class AppService:
     def sync_draft_workflow(
         self, tenant_id: str, app_id: str, graph: Mapping[str, Any]
     ) -> AppDetail:
-        """Save the draft graph; emits ``app_draft_workflow_was_synced``."""
+        """Save the draft graph; emits ``app_draft_workflow_was_synced``.
+
+        The graph is checked first: ``InvalidWorkflow`` (400) names each node and field that is
+        wrong (unknown type, cycle, reference to a node that does not run before, bad data).
+        """
         with self.runtime.db.transaction() as session:
             row = require_app(session, tenant_id, app_id, lock=True)
             _require_workflow_mode(row)
+            _check(row, graph, "the draft workflow")
             row.draft_workflow = dict(graph)
             session.flush()
             self.runtime.bus.emit(
@@ -217,6 +230,8 @@ class AppService:
             _require_workflow_mode(row)
             if row.draft_workflow is None:
                 raise NoDraft("the app has no draft workflow to publish; save a draft first")
+            # Re-checked: a draft saved before a node type was removed, or by an older relay.
+            _check(row, row.draft_workflow, "the draft workflow to publish")
             row.published_workflow = copy.deepcopy(row.draft_workflow)
             session.flush()
             self.runtime.bus.emit(
@@ -240,6 +255,15 @@ class AppService:
             self.runtime.bus.emit(
                 signals.app_was_deleted, AppDeleted(tenant_id=tenant_id, app_id=app_id), session
             )
+
+
+def _check(row: App, graph: Mapping[str, Any], what: str) -> None:
+    check_graph(
+        graph,
+        what=what,
+        environment_names=declared_names(row.environment_variables),
+        conversation_names=declared_names(row.conversation_variables),
+    )
 
 
 def _require_workflow_mode(row: App) -> None:

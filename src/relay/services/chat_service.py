@@ -80,7 +80,7 @@ class ChatService:
                 )
                 if found is None:
                     raise NotFound("conversation not found")
-            prepared = runs.prepare_run(session, app)
+            prepared = runs.prepare_run(session, app, inputs)
         with runs.admitted(prepared, user) as slot, self.runtime.db.transaction() as session:
             if conversation_id is None:
                 conversation_id = new_id()

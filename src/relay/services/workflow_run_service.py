@@ -39,6 +39,8 @@ from relay.models import (
 from relay.runtime import Runtime
 from relay.services.app_service import require_app
 from relay.services.run_streams import RUN_TASK, RunJob, end_user_id
+from relay.services.workflow_check import InvalidWorkflow as InvalidWorkflow  # re-exported
+from relay.services.workflow_check import check_graph, check_run_inputs
 from relay.streaming import (
     START,
     AppQueueEvent,
@@ -52,13 +54,6 @@ from relay.streaming.queue_events import (
     WorkflowFailedEvent,
     WorkflowPartialSucceededEvent,
     WorkflowSucceededEvent,
-)
-from relay.workflow import (
-    GraphValidationError,
-    WorkflowError,
-    default_registry,
-    graph_from_dict,
-    validate_graph,
 )
 
 PUBLISHED = "published"
@@ -74,12 +69,6 @@ class WorkflowNotPublished(Conflict):
     """The app has no published workflow to run."""
 
     code = "workflow_not_published"
-
-
-class InvalidWorkflow(BadRequest):
-    """The published workflow cannot run (unknown node type, broken edges...)."""
-
-    code = "invalid_workflow"
 
 
 class NodeExecutionView(BaseModel):
@@ -225,10 +214,7 @@ def _node_view(row: WorkflowNodeExecution) -> NodeExecutionView:
 
 def check_workflow(graph: Mapping[str, Any]) -> None:
     """Raise :class:`InvalidWorkflow` when the graph cannot run."""
-    try:
-        validate_graph(graph_from_dict(graph), default_registry())
-    except (GraphValidationError, WorkflowError, KeyError, TypeError, ValueError) as exc:
-        raise InvalidWorkflow(f"the published workflow cannot run: {exc}") from None
+    check_graph(graph, what="the published workflow")
 
 
 def _terminal_of(row: WorkflowRun) -> AppQueueEvent:
@@ -264,16 +250,22 @@ class WorkflowRunService:
                     + ("use /v1/chat-messages" if app.mode == AppMode.ADVANCED_CHAT else ""),
                     details={"mode": app.mode},
                 )
-            prepared = self.prepare_run(session, app)
+            prepared = self.prepare_run(session, app, inputs)
         with self.admitted(prepared, user) as slot, self.runtime.db.transaction() as session:
             return self.create_run(session, slot, inputs=inputs)
 
-    def prepare_run(self, session: Session, app: App) -> PreparedRun:
-        """Check that ``app`` can run now (published, valid graph); reads only."""
+    def prepare_run(
+        self, session: Session, app: App, inputs: Mapping[str, Any] | None = None
+    ) -> PreparedRun:
+        """Check that ``app`` can run now (published, valid graph, valid ``inputs`` when given);
+        reads only."""
         if app.published_workflow is None:
             raise WorkflowNotPublished("the app has no published workflow; publish it first")
         graph = copy.deepcopy(app.published_workflow)
         check_workflow(graph)
+        if inputs is not None:
+            # Missing or invalid inputs are the caller's mistake: 400 naming the variable, no run.
+            check_run_inputs(graph, inputs)
         plan = session.scalar(select(Tenant.plan).where(Tenant.id == app.tenant_id))
         if plan is None:
             raise NotFound("tenant not found")

@@ -27,7 +27,7 @@ from relay.catalog import WORKFLOW_QUEUE_BY_PLAN
 from relay.config import Plan
 from relay.errors import QuotaExceeded
 from relay.events.handlers.tenant_plan import plan_key
-from relay.models import Tenant, WorkflowRun
+from relay.models import App, Tenant, WorkflowRun
 from relay.retry import FatalTaskError
 from relay.scheduling.dispatcher import ticket_of
 from relay.scheduling.timeslice import (
@@ -38,6 +38,7 @@ from relay.scheduling.timeslice import (
 from relay.services.chat_service import ChatService
 from relay.services.run_streams import RunJob, end_with_error
 from relay.services.segment_service import SqlKnowledgeIndex
+from relay.services.workflow_check import declared_values
 from relay.streaming import (
     AppQueueManager,
     Claim,
@@ -300,6 +301,11 @@ class WorkflowRunner:
                 return None
             graph, inputs, version = row.graph, dict(row.inputs), row.version
             role, created_by = row.created_by_role, row.created_by
+            # The app's declared environment and conversation variables (from its Dify export):
+            # read here, not sent in the message, since environment values may be secrets.
+            app = session.get(App, row.app_id)
+            environment = declared_values(app.environment_variables if app else None)
+            conversation = declared_values(app.conversation_variables if app else None)
         job, ws = self.job, self.settings.workflow
         history = (
             ChatService(self.runtime).history(job.tenant_id, job.conversation_id)
@@ -331,6 +337,8 @@ class WorkflowRunner:
         return create_engine(
             graph_from_dict(graph),
             inputs=inputs,
+            environment=environment,
+            conversation=conversation,
             system=SystemVariables(
                 query=job.query,
                 conversation_id=job.conversation_id,

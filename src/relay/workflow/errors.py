@@ -21,13 +21,27 @@ class DSLError(WorkflowError):
 
 
 class GraphValidationError(WorkflowError):
-    """The graph is structurally wrong; ``details`` lists every problem found."""
+    """The graph is structurally wrong; ``details`` lists every problem found.
+
+    ``problems`` has the same problems in structured form, one ``{"node_id", "field",
+    "message"}`` each (``node_id``/``field`` None where a problem has no single node or field),
+    so that an API can name the node and field that need fixing.
+    """
 
     status = 400
     code = "invalid_graph"
 
-    def __init__(self, message: str, *, details: Any = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        details: Any = None,
+        problems: list[dict[str, Any]] | None = None,
+    ) -> None:
         super().__init__(message, details=details)
+        if problems is None:
+            problems = [{"node_id": None, "field": None, "message": message}]
+        self.problems = problems
 
 
 class UnsupportedNodeTypeError(GraphValidationError):

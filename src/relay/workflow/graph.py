@@ -31,6 +31,27 @@ SOURCE_HANDLE = "source"
 FAIL_BRANCH_HANDLE = "fail-branch"
 
 
+class Problems(list[str]):
+    """Problem messages, each also kept as ``{"node_id", "field", "message"}`` (``structured``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.structured: list[dict[str, Any]] = []
+
+    def add(self, message: str, node_id: str | None = None, field: str | None = None) -> None:
+        """Record one problem, naming the node and the field of its data when there is one."""
+        self.append(message)
+        self.structured.append({"node_id": node_id, "field": field, "message": message})
+
+    def error(self) -> GraphValidationError:
+        """All problems as one :class:`GraphValidationError`."""
+        return GraphValidationError(
+            "invalid workflow graph: " + "; ".join(self),
+            details=list(self),
+            problems=list(self.structured),
+        )
+
+
 @dataclass(frozen=True)
 class NodeConfig:
     """A node as exported by Dify: id, type, title and the type-specific ``data``."""
@@ -91,17 +112,21 @@ class Graph:
         that cannot be reached from their level's root never run and are dropped
         (``graph.pruned`` names them), as Dify ignores unconnected canvas nodes.
         """
-        problems: list[str] = []
+        problems = Problems()
         by_id: dict[str, NodeConfig] = {}
         for node in nodes:
             if node.id in by_id:
-                problems.append(f"duplicate node id '{node.id}'")
+                problems.add(f"duplicate node id '{node.id}'", node.id, "id")
             by_id[node.id] = node
         levels: dict[str | None, dict[str, NodeConfig]] = {None: {}}
         for node in by_id.values():
             parent = node.parent_id
             if parent is not None and (parent not in by_id or by_id[parent].type != ITERATION_TYPE):
-                problems.append(f"{node.describe()} sits in '{parent}', which is not an iteration")
+                problems.add(
+                    f"{node.describe()} sits in '{parent}', which is not an iteration",
+                    node.id,
+                    "parentId",
+                )
                 parent = None
             levels.setdefault(parent, {})[node.id] = node
         for node in by_id.values():
@@ -112,16 +137,20 @@ class Graph:
         for edge in edges:
             missing = [end for end in (edge.source, edge.target) if end not in by_id]
             if missing:
-                problems.append(
+                problems.add(
                     f"edge '{edge.id}' is dangling: node(s) {', '.join(map(repr, missing))} "
-                    "do not exist"
+                    "do not exist",
+                    edge.source if edge.source in by_id else None,
+                    "edges",
                 )
                 continue
             source_level = _level_of(by_id, edge.source)
             if source_level != _level_of(by_id, edge.target):
-                problems.append(
+                problems.add(
                     f"edge '{edge.id}' crosses from {by_id[edge.source].describe()} into "
-                    f"{by_id[edge.target].describe()}, which is in another iteration level"
+                    f"{by_id[edge.target].describe()}, which is in another iteration level",
+                    edge.source,
+                    "edges",
                 )
                 continue
             if edge.id in seen_edges:
@@ -141,7 +170,7 @@ class Graph:
             if cycle:
                 names = ", ".join(by_id[node_id].describe() for node_id in cycle)
                 where = "the workflow" if container is None else f"iteration '{container}'"
-                problems.append(f"cycle in {where} through {names}")
+                problems.add(f"cycle in {where} through {names}", cycle[0], "edges")
                 continue
             reachable = _reachable(root, level_edges[container])
             pruned = [node_id for node_id in level_nodes if node_id not in reachable]
@@ -151,9 +180,7 @@ class Graph:
             kept_edges = [e for e in level_edges[container] if e.source in reachable]
             graphs[container] = cls(kept, kept_edges, root, container_id=container, pruned=pruned)
         if problems:
-            raise GraphValidationError(
-                "invalid workflow graph: " + "; ".join(problems), details=problems
-            )
+            raise problems.error()
         for graph in graphs.values():
             graph.children = {
                 node_id: graphs[node_id]
@@ -255,12 +282,16 @@ def _find_root(
     container: str | None,
     level: Mapping[str, NodeConfig],
     by_id: Mapping[str, NodeConfig],
-    problems: list[str],
+    problems: Problems,
 ) -> str | None:
     if container is None:
         starts = [node_id for node_id, node in level.items() if node.type == START_TYPE]
         if len(starts) != 1:
-            problems.append(f"the workflow needs exactly one start node, found {len(starts)}")
+            problems.add(
+                f"the workflow needs exactly one start node, found {len(starts)}",
+                starts[1] if len(starts) > 1 else None,
+                "type",
+            )
             return None
         return starts[0]
     iteration = by_id[container]
@@ -273,7 +304,9 @@ def _find_root(
         ]
         root = flagged[0] if flagged else None
     if not root or root not in level:
-        problems.append(f"{iteration.describe()} has no start node inside it")
+        problems.add(
+            f"{iteration.describe()} has no start node inside it", iteration.id, "start_node_id"
+        )
         return None
     return str(root)
 
@@ -347,32 +380,58 @@ def validate_graph(
         raise UnsupportedNodeTypeError(
             "; ".join(problems) + f" (supported: {', '.join(sorted(supported))})",
             details=[{"node_id": n.id, "node_type": n.type, "title": n.title} for n in unsupported],
+            problems=[
+                {"node_id": n.id, "field": "type", "message": message}
+                for n, message in zip(unsupported, problems, strict=True)
+            ],
         )
     env = set(environment_names) if environment_names is not None else None
     conversation = set(conversation_names) if conversation_names is not None else None
     parents = _level_parents(graph)
-    problems = []
+    found = Problems()
     for level, node in graph.walk():
         try:
             selectors = catalog.selectors(node)
         except GraphValidationError as exc:
-            problems.append(exc.message)
+            found.append(exc.message)
+            found.structured.extend(
+                {**item, "node_id": item.get("node_id") or node.id} for item in exc.problems
+            )
             continue
         for selector in selectors:
             problem = _check_reference(level, node, selector, parents, env, conversation)
             if problem:
-                problems.append(problem)
+                found.add(problem, node.id, _field_of(node.data, selector))
         body = level.children.get(node.id)
         output = node.data.get("output_selector") if node.type == ITERATION_TYPE else None
         if body is not None and output and output[0] not in body.nodes:
-            problems.append(
+            found.add(
                 f"{node.describe()} collects '{'.'.join(output)}', "
-                "which is not inside the iteration"
+                "which is not inside the iteration",
+                node.id,
+                "output_selector",
             )
-    if problems:
-        raise GraphValidationError(
-            "invalid workflow graph: " + "; ".join(problems), details=problems
-        )
+    if found:
+        raise found.error()
+
+
+def _field_of(data: Any, selector: Selector, path: str = "") -> str | None:
+    """The path in a node's data where ``selector`` is written (a list or a ``{{#a.b#}}``)."""
+    if isinstance(data, Mapping):
+        for key, value in data.items():
+            found = _field_of(value, selector, f"{path}.{key}" if path else str(key))
+            if found:
+                return found
+    elif isinstance(data, list):
+        if [str(part) for part in data] == list(selector):
+            return path or None
+        for index, value in enumerate(data):
+            found = _field_of(value, selector, f"{path}[{index}]")
+            if found:
+                return found
+    elif isinstance(data, str) and "{{#" + ".".join(selector) + "#}}" in data:
+        return path or None
+    return None
 
 
 def _level_parents(graph: Graph) -> dict[str, tuple[Graph, str]]:

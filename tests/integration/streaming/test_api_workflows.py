@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from relay.config import Settings
-from relay.models import WorkflowRun
+from relay.models import App, WorkflowRun
 from tests.integration.streaming.support import chat_graph, workflow_graph
 from tests.integration.test_api_support import Api, TenantCredentials, admin_api
 
@@ -43,9 +43,13 @@ def test_bad_run_requests_get_clear_errors_and_create_nothing(
     workflow = _app(api, tenant, "workflow", workflow_graph())
     chat = _app(api, tenant, "advanced-chat", chat_graph())
     unpublished = _app(api, tenant, "workflow", None)
-    broken = _app(
-        api, tenant, "workflow", {"nodes": [{"id": "x", "data": {"type": "nope"}}], "edges": []}
-    )
+    # A graph that cannot run is refused when saved (see test_api_validation); one published
+    # before that check existed is refused when it is run.
+    broken = _app(api, tenant, "workflow", None)
+    with api.runtime.db.transaction() as session:
+        row = session.get(App, broken)
+        assert row is not None
+        row.published_workflow = {"nodes": [{"id": "x", "data": {"type": "nope"}}], "edges": []}
 
     assert _run(api, tenant, app_id="missing")[0] == 404
     assert _run(api, tenant, app_id=chat)[1]["code"] == "app_mode_not_supported"

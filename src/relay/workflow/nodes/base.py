@@ -209,12 +209,18 @@ def parse_data(model: type[M], config: NodeConfig) -> M:
     try:
         return model.model_validate(dict(config.data))
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'data'}: {err['msg']}"
+        fields = [
+            (".".join(str(p) for p in err["loc"]) or "data", str(err["msg"]))
             for err in exc.errors()
-        )
+        ]
+        problems = "; ".join(f"{name}: {msg}" for name, msg in fields)
+        message = f"{config.describe()} of type '{config.type}' has invalid data: {problems}"
         raise GraphValidationError(
-            f"{config.describe()} of type '{config.type}' has invalid data: {problems}"
+            message,
+            problems=[
+                {"node_id": config.id, "field": name, "message": f"{config.describe()}: {msg}"}
+                for name, msg in fields
+            ],
         ) from exc
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from relay.workflow.errors import NodeError
 from relay.workflow.graph import NodeConfig
@@ -51,6 +52,24 @@ class StartNode(Node):
             )
         return NodeRunResult(outputs=outputs, inputs=dict(outputs))
         yield  # a generator, like every node
+
+
+def check_inputs(data: Mapping[str, Any], inputs: Mapping[str, Any]) -> dict[str, str]:
+    """Problems of ``inputs`` against a start node's ``data``, by variable name (none: empty).
+
+    The same checks the node applies when it runs, so a caller can refuse a run up front.
+    """
+    try:
+        parsed = StartData.model_validate(dict(data))
+    except ValidationError:
+        return {}  # the graph check reports a malformed start node
+    problems: dict[str, str] = {}
+    for declared in parsed.variables:
+        try:
+            _check(declared, inputs.get(declared.variable))
+        except NodeError as exc:
+            problems[declared.variable] = exc.message
+    return problems
 
 
 def _check(declared: StartVariable, value: Any) -> Any:
