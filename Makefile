@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 
 $(STAMP): pyproject.toml
 	@# bubblewrap isolates code nodes (with libseccomp's filters); without it they refuse to run.
-	@command -v bwrap >/dev/null && ldconfig -p | grep -q libseccomp.so.2 || \
+	@command -v bwrap >/dev/null && { ldconfig -p || /sbin/ldconfig -p; } 2>/dev/null | grep libseccomp.so.2 >/dev/null || \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    apt-get update -qq && apt-get install -y -qq bubblewrap libseccomp2 >/dev/null; \
 	  else echo "warning: install bubblewrap and libseccomp2 (code nodes refuse without them)"; fi

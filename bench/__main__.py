@@ -23,6 +23,7 @@ MODULES = (
     "bench.bench_engine",
     "bench.bench_streaming",
     "bench.bench_fairness",
+    "bench.bench_code_sandbox",
 )
 
 

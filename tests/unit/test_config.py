@@ -61,3 +61,22 @@ def test_every_setting_is_documented() -> None:
     assert "RELAY_REDIS_URL" in names
     assert "RELAY_DATABASE_URL" in names
     assert len(names) == len(set(names))
+
+
+def test_code_sandbox_settings_reach_the_code_nodes(monkeypatch: pytest.MonkeyPatch) -> None:
+    from relay.tasks.workflow_run import code_sandbox_config
+    from relay.workflow.config import DEFAULT_SANDBOX_PACKAGES
+
+    default = code_sandbox_config(load_settings().workflow)
+    assert default.mode == "bubblewrap"  # isolation unless explicitly turned off
+    assert default.allowed_packages == DEFAULT_SANDBOX_PACKAGES
+    monkeypatch.setenv("RELAY_WORKFLOW_CODE_SANDBOX", "unsafe-local")
+    monkeypatch.setenv("RELAY_WORKFLOW_CODE_ALLOWED_PACKAGES", '["numpy"]')
+    monkeypatch.setenv("RELAY_WORKFLOW_CODE_MEMORY_LIMIT_MB", "256")
+    monkeypatch.setenv("RELAY_WORKFLOW_CODE_WORKDIR_MB", "8")
+    config = code_sandbox_config(load_settings().workflow)
+    assert (config.mode, config.allowed_packages) == ("unsafe-local", ("numpy",))
+    assert (config.memory_limit_mb, config.workdir_size_mb) == (256, 8)
+    monkeypatch.setenv("RELAY_WORKFLOW_CODE_SANDBOX", "none")
+    with pytest.raises(ConfigError, match="RELAY_WORKFLOW_CODE_SANDBOX"):
+        load_settings()

@@ -116,3 +116,10 @@ def test_status_without_bubblewrap_says_why() -> None:
     assert not status.ok
     assert status.reason == "the bubblewrap executable '/nonexistent/bwrap' is missing"
     assert sandbox_status("unsafe-local").ok
+
+
+def test_unsafe_local_mode_keeps_the_import_allow_list() -> None:
+    code = "def main(probe):\n    import relay\n    return {'out': {}}\n"
+    final = _run(code, mode="unsafe-local")
+    assert isinstance(final, GraphRunFailedEvent)
+    assert final.error.startswith("code failed: ModuleNotFoundError: No module named 'relay'")

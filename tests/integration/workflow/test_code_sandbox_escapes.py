@@ -114,7 +114,7 @@ tries["root_home"] = attempt(lambda: os.listdir("/root"))
     )
     assert report["shadow"][0] == "FileNotFoundError"
     assert report["passwd"][0] == "FileNotFoundError"
-    assert report["root"] == ["done", ["dev", "etc", "lib", "lib64", "opt", "proc", "tmp", "usr"]]
+    assert report["root"] == ["done", ["dev", "etc", "lib", "lib64", "opt", "tmp", "usr"]]
     assert report["home"][0] == "FileNotFoundError"
     assert report["root_home"][0] == "FileNotFoundError"
 
@@ -234,7 +234,8 @@ tries["kill_init"] = attempt(lambda: os.kill(1, signal.SIGKILL))
 tries["ptrace_parent"] = attempt(lambda: ptrace(16, p["pid"]))  # PTRACE_ATTACH
 tries["ptrace_init"] = attempt(lambda: ptrace(16, 1))
 tries["ptrace_traceme"] = attempt(lambda: ptrace(0, 0))
-tries["pids"] = attempt(lambda: sorted(int(d) for d in os.listdir("/proc") if d.isdigit()))
+tries["pids"] = attempt(lambda: [os.getpid(), os.getppid()])
+tries["proc"] = attempt(lambda: os.listdir("/proc"))
 """
         ),
         {"pid": os.getpid()},
@@ -244,7 +245,8 @@ tries["pids"] = attempt(lambda: sorted(int(d) for d in os.listdir("/proc") if d.
     assert report["kill_init"][0] in ("done", "PermissionError")
     for name in ("ptrace_parent", "ptrace_init", "ptrace_traceme"):
         assert report[name][0] == "PermissionError", (name, report[name])
-    assert report["pids"] == ["done", [1, 2]]  # bubblewrap's init and the code
+    assert report["pids"] == ["done", [2, 1]]  # the code, and bubblewrap's init
+    assert report["proc"][0] == "FileNotFoundError"  # no /proc to look for others
 
 
 def test_read_another_process_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -260,9 +262,12 @@ tries["self"] = attempt(lambda: open("/proc/self/environ").read())
         {"pid": os.getpid()},
     )
     assert SECRET not in json.dumps(report)
-    assert report["parent"][0] == "FileNotFoundError"
-    assert report["init"][0] in ("done", "PermissionError")  # bubblewrap's clean environment
-    assert "RELAY_" not in report["init"][1]
+    # No /proc: no process's environment (its own included) can be read from a file.
+    assert {name: result[0] for name, result in report.items()} == {
+        "parent": "FileNotFoundError",
+        "init": "FileNotFoundError",
+        "self": "FileNotFoundError",
+    }
 
 
 def test_write_outside_the_working_directory(tmp_path: Path) -> None:
@@ -270,9 +275,13 @@ def test_write_outside_the_working_directory(tmp_path: Path) -> None:
         _attempts(
             """
 for name, path in [("root", "/x"), ("etc", "/etc/x"), ("site", "/opt/site/numpy/x"),
-                   ("stdlib", "/opt/python/lib/x"), ("usr", "/usr/lib/x"), ("host", p["host"])]:
+                   ("stdlib", "/opt/python/lib/x"), ("usr", "/usr/lib/x"), ("dev", "/dev/x"),
+                   ("shm", "/dev/shm/x"), ("host", p["host"])]:
     tries[name] = attempt(lambda: open(path, "w").write("x"))
 tries["workdir"] = attempt(lambda: open("/tmp/ok.txt", "w").write("fine"))
+for name, path in [("sysctl", "/proc/sys/kernel/hostname"), ("sysrq", "/proc/sysrq-trigger"),
+                   ("drop_caches", "/proc/sys/vm/drop_caches")]:
+    tries[name] = attempt(lambda: open(path, "w").write("1"))
 big = b"x" * (1024 * 1024)
 def fill(path, mib):
     with open(path, "wb") as f:
@@ -284,9 +293,11 @@ tries["fill_tmpfs"] = attempt(lambda: [fill(f"/tmp/f{i}", 12) for i in range(10)
         ),
         {"host": str(tmp_path / "escaped.txt")},
     )
-    for name in ("root", "etc", "site", "stdlib", "usr"):
+    for name in ("root", "etc", "site", "stdlib", "usr", "dev", "shm"):
         assert report[name][0] == "OSError", (name, report[name])
         assert "Read-only file system" in report[name][1]
+    for name in ("sysctl", "sysrq", "drop_caches"):  # kernel settings: no /proc at all
+        assert report[name][0] == "FileNotFoundError", (name, report[name])
     assert report["host"][0] == "FileNotFoundError"
     assert not (tmp_path / "escaped.txt").exists()
     assert report["workdir"] == ["done", 4]

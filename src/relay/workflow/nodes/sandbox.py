@@ -100,7 +100,7 @@ class CodeSandbox:
             )
         except SeccompUnavailable as exc:
             raise NodeError(str(exc)) from exc
-        seccomp_fd = os.memfd_create("relay-seccomp", 0)
+        seccomp_fd = os.memfd_create("relay-seccomp")  # close-on-exec; pass_fds hands it on
         try:
             os.write(seccomp_fd, program)
             os.lseek(seccomp_fd, 0, os.SEEK_SET)

@@ -55,7 +55,9 @@ class _AllowList:
         stdlib_paths = [
             entry
             for entry in sys.path
-            if entry and "site-packages" not in entry and "dist-packages" not in entry
+            if entry.startswith(sys.base_prefix)
+            and "site-packages" not in entry
+            and "dist-packages" not in entry
         ]
         found: set[str] = set()
         for directory in stdlib_paths:

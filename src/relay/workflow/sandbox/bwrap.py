@@ -2,10 +2,10 @@
 
 The sandbox gets fresh user, mount, pid, network, ipc, uts and cgroup namespaces, and a root
 filesystem built from nothing: the shared libraries under /usr/lib, the interpreter and its
-standard library under /opt/python, the allowed packages under /opt/site, a new /proc (its own
-processes only), a minimal /dev, and one size-bounded tmpfs at /tmp, its working directory and
-the only writable place. Everything else of the host (var/ with the database and Redis files,
-/etc, /home, /root, other processes, the Redis socket) does not exist in it.
+standard library under /opt/python, the allowed packages under /opt/site, a read-only minimal
+/dev, no /proc, and one size-bounded tmpfs at /tmp, its working directory and the only writable
+place. Everything else of the host (var/ with the database and Redis files, /etc, /home, /root,
+other processes, the Redis socket) does not exist in it.
 """
 
 from __future__ import annotations
@@ -136,9 +136,13 @@ def command(
         *_system_libraries(),
         *_python(python),
         *_packages(view),
-        "--proc",
-        "/proc",
+        # No /proc: when relay runs as root, the sandbox's uid maps to root outside its user
+        # namespace, and procfs has files only file modes protect (/proc/sys, /proc/irq...).
         "--dev",
+        "/dev",
+        # bubblewrap's /dev is an unbounded tmpfs the sandbox user owns: no writing there (the
+        # device nodes themselves are bind mounts and stay usable).
+        "--remount-ro",
         "/dev",
         "--size",
         str(workdir_bytes),

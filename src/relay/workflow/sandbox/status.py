@@ -1,9 +1,9 @@
 """Whether code nodes can run isolated on this host: a self-check, cached, for nodes and /health.
 
 The check starts a real sandbox and looks from inside: it must run as nobody in a read-only
-root, without /etc/shadow, unable to open an AF_INET socket or fork. A passing check is kept for
-the life of the process; a failing one is retried after ``RETRY_AFTER`` seconds (an operator
-may install bubblewrap meanwhile).
+root, without /etc/shadow or /proc, unable to open an AF_INET socket or fork. A passing check
+is kept for the life of the process; a failing one is retried after ``RETRY_AFTER`` seconds
+(an operator may install bubblewrap meanwhile).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ def main():
     import os, socket
     facts = {"uid": os.getuid(), "root_writable": os.access("/", os.W_OK)}
     facts["shadow"] = os.path.exists("/etc/shadow")
+    facts["proc"] = os.path.exists("/proc/sys")
     try:
         socket.socket(socket.AF_INET, socket.SOCK_STREAM).close()
         facts["inet"] = True
@@ -42,7 +43,14 @@ def main():
         facts["fork"] = True
     return facts
 """
-EXPECTED = {"uid": 65534, "root_writable": False, "shadow": False, "inet": False, "fork": False}
+EXPECTED = {
+    "uid": 65534,
+    "root_writable": False,
+    "shadow": False,
+    "proc": False,
+    "inet": False,
+    "fork": False,
+}
 
 
 @dataclass(frozen=True)
