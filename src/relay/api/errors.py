@@ -10,6 +10,7 @@ from flask import Flask, Response, g, jsonify, request
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
+from relay.api.input_guard import guard_request
 from relay.errors import RelayError
 from relay.runtime import Runtime
 
@@ -44,7 +45,12 @@ def register_error_handlers(app: Flask) -> None:
     def _http(exc: HTTPException) -> tuple[Response, int]:
         code = (exc.name or "error").lower().replace(" ", "_")
         status = exc.code or 500
-        return jsonify(error_body(code, exc.description or code)), status
+        response = jsonify(error_body(code, exc.description or code))
+        # Keep what the exception says about itself (Allow on 405, WWW-Authenticate, ...).
+        for name, value in exc.get_headers():
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response, status
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> tuple[Response, int]:
@@ -54,6 +60,8 @@ def register_error_handlers(app: Flask) -> None:
     @app.before_request
     def _start_timer() -> None:
         g.relay_started = time.perf_counter()
+
+    app.before_request(guard_request)
 
     @app.after_request
     def _count(response: Response) -> Response:
