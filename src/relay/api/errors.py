@@ -16,6 +16,8 @@ from relay.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
 
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
     return {"code": code, "message": message, "details": details}
@@ -67,7 +69,9 @@ def register_error_handlers(app: Flask) -> None:
     def _count(response: Response) -> Response:
         runtime: Runtime = app.extensions["relay"]
         endpoint = request.url_rule.rule if request.url_rule else "unmatched"
-        runtime.metrics.http_requests.labels(request.method, endpoint, response.status_code).inc()
+        # Any token is a valid HTTP method: only known ones become label values.
+        method = request.method if request.method in _METHODS else "other"
+        runtime.metrics.http_requests.labels(method, endpoint, response.status_code).inc()
         started = g.get("relay_started")
         if started is not None:
             runtime.metrics.http_latency.labels(endpoint).observe(time.perf_counter() - started)
