@@ -19,7 +19,7 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 
 from relay.api.auth import current_runtime, tenant_id
 from relay.api.body import parse_body, parse_query, respond
-from relay.api.openapi import TENANT, documented
+from relay.api.openapi import TENANT, documented, streams
 from relay.services.workflow_run_service import (
     RunDetail,
     RunResult,
@@ -29,6 +29,8 @@ from relay.services.workflow_run_service import (
 from relay.streaming import StreamItem, sse
 
 workflows = Blueprint("workflows", __name__)
+streams("post", "/v1/workflows/run")
+streams("get", "/v1/workflows/runs/{run_id}/events")
 
 _TAGS = ("workflows",)
 

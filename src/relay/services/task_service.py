@@ -81,7 +81,7 @@ class TaskService:
             owner = owner.decode()
         if owner != tenant_id:
             # Another tenant's task is as unknown as one never issued.
-            raise NotFound(f"no task {task_id}")
+            raise NotFound("task not found")
         result = AsyncResult(task_id, app=self.runtime.celery)
         if wait and not result.ready():
             with suppress(ResultTimeout):
