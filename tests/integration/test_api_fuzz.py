@@ -28,6 +28,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.config import SchemathesisConfig
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
+    negative_data_rejection,
     response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
@@ -227,13 +228,16 @@ AREAS = [
     "/v1/tasks",
 ]
 MODES = [GenerationMode.POSITIVE, GenerationMode.NEGATIVE]
-# No server errors, and every answer as documented: status, content type, headers, body schema.
+# No server errors, every answer as documented (status, content type, headers, body schema),
+# and input the document calls invalid is refused.
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
     content_type_conformance,
+    negative_data_rejection,
     response_headers_conformance,
     response_schema_conformance,
+    negative_data_rejection,
 ]
 
 

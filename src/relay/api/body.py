@@ -55,9 +55,26 @@ def parse_body(model: type[M]) -> M:
     return model.model_validate(json_body())
 
 
+class InvalidQuery(BadRequest):
+    """The query string names a parameter the endpoint does not take."""
+
+    code = "invalid_input"
+
+
 def parse_query(model: type[M]) -> M:
-    """The query string validated as ``model`` (the first value of a repeated parameter)."""
+    """The query string validated as ``model`` (the first value of a repeated parameter).
+
+    A parameter the model does not know is refused (400 ``invalid_input``), as unknown body
+    fields are: a misspelt ``limt=`` must not silently fall back to the default.
+    """
     check_texts(request.args.items(multi=True), "query")
+    known = {field.alias or name for name, field in model.model_fields.items()}
+    unknown = sorted(set(request.args) - known)
+    if unknown:
+        raise InvalidQuery(
+            "request failed validation",
+            details=[{"field": name, "message": "unknown query parameter"} for name in unknown],
+        )
     return model.model_validate(request.args.to_dict())
 
 

@@ -158,7 +158,7 @@ def _new_documents() -> list[NewDocument]:
     json=DocumentCreate,
     form=DocumentUpload,
     ok=(201, DocumentBatch),
-    errors=(403, 404, 413),
+    errors=(403, 404, 413, 429),
 )
 def upload_documents(dataset_id: str) -> tuple[Response, int]:
     """Upload documents (JSON or multipart); they are indexed in the background.

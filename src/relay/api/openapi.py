@@ -77,7 +77,8 @@ spec = SpecTree(
 
 _ERRORS = {
     401: "missing or invalid credentials",
-    403: "forbidden (admin endpoints when no admin token is configured)",
+    403: "forbidden: admin endpoints with no admin token configured, an archived tenant, "
+    "or a limit of the tenant's plan",
     404: "not found for this tenant",
     409: "conflicts with the resource's state",
     413: "too large",
@@ -98,10 +99,12 @@ def documented(
     """Describe a handler in the OpenAPI document: its input models and its answers.
 
     ``ok`` is the success status and model (None for an empty answer). 400 is added to every
-    operation and 401 to those with ``security``; ``errors`` lists the other error statuses.
+    operation and 401 and 403 to those with ``security``; ``errors`` lists the other error
+    statuses.
     """
     responses: dict[str, Any] = {f"HTTP_{ok[0]}": ok[1]}
-    for status in ((401,) if security else ()) + errors:
+    # Any credentialed call may be refused (401) or forbidden (403: admin off, tenant archived).
+    for status in sorted({*((401, 403) if security else ()), *errors}):
         responses[f"HTTP_{status}"] = (ErrorBody, _ERRORS[status])
     decorator = spec.validate(
         json=json,

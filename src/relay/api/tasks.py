@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, jsonify
 from pydantic import BaseModel, ConfigDict, Field
 
 from relay.api.auth import current_runtime, tenant_id
-from relay.api.body import parse_body
+from relay.api.body import parse_body, parse_query
 from relay.api.openapi import TENANT, documented
 from relay.services.task_service import TaskService
 
@@ -66,8 +66,5 @@ def ping_task() -> tuple[Response, int]:
 @documented(tags=_TAGS, security=TENANT, query=TaskWait, ok=(200, TaskState), errors=(404,))
 def get_task(task_id: str) -> Response:
     """State and result of a task; ``?wait=N`` long-polls up to N seconds."""
-    try:
-        wait = float(request.args.get("wait", "0"))
-    except ValueError:
-        wait = -1.0  # rejected by the service with a clear message
+    wait = parse_query(TaskWait).wait
     return jsonify(_service().get(tenant_id(), task_id, wait=wait).as_dict())

@@ -104,7 +104,7 @@ def sse_response(items: Iterator[StreamItem], run_id: str) -> WerkzeugResponse:
 @workflows.post("/workflows/run")
 @documented(
     tags=_TAGS, security=TENANT, json=WorkflowRunRequest, ok=(200, BlockingRun),
-    errors=(404, 409),
+    errors=(404, 409, 429),
 )  # fmt: skip
 def run_workflow() -> WerkzeugResponse | tuple[Response, int]:
     """Run a workflow app: ``text/event-stream`` (streaming) or the finished run (blocking)."""
