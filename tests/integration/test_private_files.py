@@ -81,3 +81,15 @@ def test_files_left_open_by_an_older_version_are_tightened(tmp_path: Path) -> No
         assert stat.S_IMODE((tmp_path / "var").stat().st_mode) == 0o700
     finally:
         server.stop()
+
+
+def test_a_shared_sticky_directory_is_left_alone(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    from relay.extensions.private_files import private_dir
+
+    private_dir(shared)
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o1777
+    inside = private_dir(shared / "relay")
+    assert stat.S_IMODE(inside.stat().st_mode) == 0o700

@@ -7,8 +7,12 @@ directories are created (and corrected) as 0700, files as 0600, whatever the pro
 
 from __future__ import annotations
 
+import logging
 import os
+import stat
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 DIR_MODE = 0o700
 FILE_MODE = 0o600
@@ -17,8 +21,20 @@ UMASK = 0o077
 
 
 def private_dir(path: Path) -> Path:
-    """Create ``path`` (and missing parents) owner-only; tighten it if it already exists."""
+    """Create ``path`` (and missing parents) owner-only; tighten it if it already exists.
+
+    A shared directory (sticky, like ``/tmp``) or one another user owns is left as it is, with
+    a warning: its mode is not relay's to change.
+    """
     path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    info = path.stat()
+    if info.st_mode & stat.S_ISVTX or info.st_uid != os.geteuid():
+        if stat.S_IMODE(info.st_mode) & 0o077:
+            log.warning(
+                "directory is readable by other users and not relay's to change",
+                extra={"action": "files.shared_dir", "path": str(path)},
+            )
+        return path
     os.chmod(path, DIR_MODE)
     return path
 
