@@ -38,6 +38,9 @@ class Batcher(Generic[K, V]):
         self._merge = merge
         self._pending: dict[K, V] = {}
         self._lock = threading.Lock()
+        # Held while a batch is applied: a flush() returns only once what was buffered before
+        # it, including a batch the background thread already took, has been written.
+        self._applying = threading.Lock()
         self._pid = -1
 
     def add(self, key: K, value: V) -> None:
@@ -55,21 +58,24 @@ class Batcher(Generic[K, V]):
 
         ``quiet`` is for the flush at interpreter exit, when logging may already be torn down.
         """
-        with self._lock:
-            batch, self._pending = self._pending, {}
-        if not batch:
-            return 0
-        try:
-            self._apply(batch)
-        except Exception:
-            if not quiet:
-                log.exception("batched write failed", extra={"action": f"{self.name}.flush_failed"})
+        with self._applying:
             with self._lock:
-                for key, value in batch.items():
-                    # Newer values that arrived meanwhile win over the failed batch.
-                    self._pending.setdefault(key, value)
-            return 0
-        return len(batch)
+                batch, self._pending = self._pending, {}
+            if not batch:
+                return 0
+            try:
+                self._apply(batch)
+            except Exception:
+                if not quiet:
+                    log.exception(
+                        "batched write failed", extra={"action": f"{self.name}.flush_failed"}
+                    )
+                with self._lock:
+                    for key, value in batch.items():
+                        # Newer values that arrived meanwhile win over the failed batch.
+                        self._pending.setdefault(key, value)
+                return 0
+            return len(batch)
 
     def _start(self) -> None:
         with self._lock:
