@@ -131,6 +131,9 @@ class Batcher(Generic[K, V]):
         self._merge = merge
         self._pending: dict[K, V] = {}
         self._lock = threading.Lock()
+        # Held while a batch is applied: a flush() returns only once what was buffered before
+        # it, including a batch the background thread already took, has been written.
+        self._applying = threading.Lock()
         owner = background if background is not None else Background()
         self._job = owner.periodic(name, self.flush, interval)
 
@@ -150,20 +153,23 @@ class Batcher(Generic[K, V]):
 
     def flush(self) -> int:
         """Apply everything buffered now; returns how many keys were applied."""
-        with self._lock:
-            batch, self._pending = self._pending, {}
-        if not batch:
-            return 0
-        try:
-            self._apply(batch)
-        except Exception:
-            log.exception("batched write failed", extra={"action": f"{self.name}.flush_failed"})
+        with self._applying:
             with self._lock:
-                for key, value in batch.items():
-                    # Newer values that arrived meanwhile win over the failed batch.
-                    self._pending.setdefault(key, value)
-            return 0
-        return len(batch)
+                batch, self._pending = self._pending, {}
+            if not batch:
+                return 0
+            try:
+                self._apply(batch)
+            except Exception:
+                log.exception(
+                    "batched write failed", extra={"action": f"{self.name}.flush_failed"}
+                )
+                with self._lock:
+                    for key, value in batch.items():
+                        # Newer values that arrived meanwhile win over the failed batch.
+                        self._pending.setdefault(key, value)
+                return 0
+            return len(batch)
 
     def stop(self) -> None:
         """Stop the thread after a last flush."""

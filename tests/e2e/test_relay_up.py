@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -50,10 +51,19 @@ def test_relay_up_runs_the_stack_and_stops_cleanly(tmp_path: Path) -> None:
         assert health.status_code == 200, health.text
         assert all(c["ok"] for c in health.json()["components"].values())
 
-        task_id = httpx.post(base + "/v1/ping-task", json={"message": "e2e"}, timeout=10).json()[
-            "task_id"
-        ]
-        result = httpx.get(f"{base}/v1/tasks/{task_id}?wait=20", timeout=30).json()
+        created = subprocess.run(
+            [sys.executable, "-m", "relay", "tenants", "create", "--name", "e2e", "--json"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        key = {"Authorization": "Bearer " + json.loads(created.stdout)["api_key"]}
+        assert httpx.post(base + "/v1/ping-task", json={}, timeout=10).status_code == 401
+        sent = httpx.post(base + "/v1/ping-task", json={"message": "e2e"}, headers=key, timeout=10)
+        task_id = sent.json()["task_id"]
+        result = httpx.get(f"{base}/v1/tasks/{task_id}?wait=20", headers=key, timeout=30).json()
         assert result["state"] == "SUCCESS"
         assert result["result"]["pong"] == "e2e"
 

@@ -9,6 +9,7 @@ id gets, word for word, and B's rows must be unchanged afterwards.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from relay.models import Base, WorkflowRun
 from relay.services.run_streams import end_user_id
 from tests.integration.test_api_support import Api, TenantCredentials, admin_api, captured_events
 
-EXCLUDED_PREFIXES = ("/v1/tenants", "/v1/tasks", "/v1/ping-task")
+EXCLUDED_PREFIXES = ("/v1/tenants",)
 IGNORED_METHODS = {"HEAD", "OPTIONS"}
 
 GRAPH = {"nodes": [{"id": "start", "data": {"type": "start"}}], "edges": []}
@@ -65,6 +66,18 @@ KNOWN_ROUTES = {
     ("GET", "/v1/datasets/<dataset_id>/documents/<document_id>"),
     ("DELETE", "/v1/datasets/<dataset_id>/documents/<document_id>"),
     ("GET", "/v1/dead-letters/<letter_id>"),
+    ("GET", "/v1/tasks/<task_id>"),
+    ("GET", "/v1/workflows/runs/<run_id>"),
+    ("GET", "/v1/workflows/runs/<run_id>/events"),
+    ("GET", "/v1/datasets/<dataset_id>/segments"),
+    ("GET", "/v1/datasets/<dataset_id>/documents/<document_id>/status-log"),
+}
+CHAT_GRAPH = {
+    "nodes": [
+        {"id": "start", "data": {"type": "start"}},
+        {"id": "answer", "data": {"type": "answer", "answer": "{{#sys.query#}}"}},
+    ],
+    "edges": [{"id": "e", "source": "start", "target": "answer", "sourceHandle": "source"}],
 }
 
 
@@ -137,7 +150,21 @@ def _resources(api: Api, tenant: TenantCredentials) -> dict[str, str]:
         created_by=end_user_id(tenant.id, "u"),
     )
     api.add(run)
+    chat = api.ok("POST", "/v1/apps", tenant, 201, json={"name": "chat", "mode": "advanced-chat"})
+    api.ok("PUT", f"/v1/apps/{chat['id']}/workflows/draft", tenant, json={"graph": CHAT_GRAPH})
+    api.ok("POST", f"/v1/apps/{chat['id']}/workflows/publish", tenant)
+    message = api.ok(
+        "POST",
+        f"/v1/apps/{chat['id']}/messages",
+        tenant,
+        201,
+        json=BODIES[("POST", "/v1/apps/<app_id>/messages")],
+    )
+    task = api.ok("POST", "/v1/ping-task", tenant, 202, json={"message": "private"})
     return {
+        "chat_app_id": chat["id"],
+        "conversation_id": message["conversation_id"],
+        "task_id": task["task_id"],
         "app_id": app["id"],
         "dataset_id": dataset["id"],
         "document_id": upload["documents"][0]["id"],
@@ -174,6 +201,38 @@ def _cases(api: Api, own: dict[str, str], foreign: dict[str, str]) -> list[Case]
     return cases
 
 
+def _ids_masked(answer: Any) -> str:
+    return re.sub(
+        r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "ID", str(answer)
+    )
+
+
+def _body_cases(
+    own: dict[str, str], foreign: dict[str, str]
+) -> list[tuple[str, str, dict[str, Any], dict[str, Any]]]:
+    """Requests that name another tenant's resource in their body (with an unknown-id twin)."""
+    unknown = str(uuid.uuid4())
+    run = {"user": "u", "response_mode": "blocking", "inputs": {}}
+    chat = {**run, "query": "hi"}
+    message = BODIES[("POST", "/v1/apps/<app_id>/messages")]
+    return [
+        ("POST", "/v1/workflows/run", {**run, "app_id": foreign["app_id"]},
+         {**run, "app_id": unknown}),
+        ("POST", "/v1/chat-messages", {**chat, "app_id": foreign["chat_app_id"]},
+         {**chat, "app_id": unknown}),
+        ("POST", "/v1/chat-messages",
+         {**chat, "app_id": own["chat_app_id"], "conversation_id": foreign["conversation_id"]},
+         {**chat, "app_id": own["chat_app_id"], "conversation_id": unknown}),
+        ("POST", f"/v1/apps/{own['chat_app_id']}/messages",
+         {**message, "conversation_id": foreign["conversation_id"]},
+         {**message, "conversation_id": unknown}),
+        ("POST", f"/v1/datasets/{own['dataset_id']}/documents/batch-delete",
+         {"ids": [foreign["document_id"]]}, {"ids": [unknown]}),
+        ("POST", f"/v1/datasets/{own['dataset_id']}/documents/retry",
+         {"ids": [foreign["document_id"]]}, {"ids": [unknown]}),
+    ]  # fmt: skip
+
+
 def _snapshot(api: Api, tenant_id: str) -> dict[str, list[dict[str, Any]]]:
     """Every row the tenant owns (and its tenant row), table by table."""
     tables: dict[str, list[dict[str, Any]]] = {}
@@ -207,6 +266,7 @@ def test_a_tenant_gets_404_on_every_resource_of_another(api: Api) -> None:
     for table in ("apps", "conversations", "messages", "datasets", "documents", "api_keys"):
         assert before[table], f"tenant B has no {table} to protect"
     with captured_events(api.runtime) as events:
+        answered = 0
         for case in cases:
             response = _send(api, case, a)
             assert response.status_code == 404, (str(case), response.status_code, response.json)
@@ -216,6 +276,16 @@ def test_a_tenant_gets_404_on_every_resource_of_another(api: Api) -> None:
             assert response.json == baseline.json, f"{case} differs from an unknown id"
             assert set(response.json) == {"code", "message", "details"}
             assert response.json["code"] == "not_found"
+            answered += 1
+        for method, path, body, unknown_body in _body_cases(own, foreign):
+            response = api.call(method, path, a, json=body)
+            baseline = api.call(method, path, a, json=unknown_body)
+            assert response.status_code == baseline.status_code == 404, (path, body)
+            # Ids the caller sent may be echoed (which ones were missing): compare without them.
+            assert _ids_masked(response.json) == _ids_masked(baseline.json), (method, path, body)
+            answered += 1
+    print(f"cross-tenant cases answered like an unknown id: {answered}/{answered}")
+    assert answered >= len(KNOWN_ROUTES)
 
     assert _snapshot(api, b.id) == before, "tenant B's data changed"
     touched = [(name, p) for name, p in events if getattr(p, "tenant_id", None) == b.id]
@@ -231,10 +301,10 @@ def test_lists_show_only_the_callers_resources(api: Api) -> None:
     b = api.create_tenant("tenant b")
     own = _resources(api, a)
     foreign = _resources(api, b)
-    for path, key in [("/v1/apps", "app_id"), ("/v1/datasets", "dataset_id")]:
+    for path, keys in [("/v1/apps", ("app_id", "chat_app_id")), ("/v1/datasets", ("dataset_id",))]:
         listed = api.ok("GET", path, a)
-        assert [item["id"] for item in listed["data"]] == [own[key]]
-        assert listed["total"] == 1
+        assert sorted(item["id"] for item in listed["data"]) == sorted(own[k] for k in keys)
+        assert listed["total"] == len(keys)
     documents = api.ok("GET", f"/v1/datasets/{own['dataset_id']}/documents", a)
     assert [d["id"] for d in documents["data"]] == [own["document_id"]]
     messages = api.ok("GET", f"/v1/apps/{own['app_id']}/messages", a)

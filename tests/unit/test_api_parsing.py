@@ -84,12 +84,20 @@ def test_parse_body_validates_and_trims() -> None:
 
 
 @pytest.mark.parametrize(
-    ("query", "limit", "offset"), [("", 20, 0), ("?limit=100&offset=7", 100, 7), ("?x=1", 20, 0)]
+    ("query", "limit", "offset"), [("", 20, 0), ("?limit=100&offset=7", 100, 7)]
 )
 def test_page_params_defaults_and_bounds(query: str, limit: int, offset: int) -> None:
     with app.test_request_context(f"/{query}"):
         page = parse_query(PageParams)
     assert (page.limit, page.offset) == (limit, offset)
+
+
+@pytest.mark.parametrize("query", ["?x=1", "?limt=5", "?limit=5&offest=2"])
+def test_unknown_query_parameters_are_refused(query: str) -> None:
+    with app.test_request_context(f"/{query}"), pytest.raises(BadRequest) as excinfo:
+        parse_query(PageParams)
+    assert excinfo.value.code == "invalid_input"
+    assert all(d["message"] == "unknown query parameter" for d in excinfo.value.details)
 
 
 @pytest.mark.parametrize("query", ["?limit=0", "?limit=101", "?offset=-1", "?limit=a"])

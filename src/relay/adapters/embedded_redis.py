@@ -12,6 +12,7 @@ import atexit
 import ctypes
 import fcntl
 import logging
+import os
 import signal
 import subprocess
 import time
@@ -20,6 +21,7 @@ from pathlib import Path
 import redis
 
 from relay.errors import InfrastructureError
+from relay.adapters.private_files import UMASK, private_dir, private_file, tighten_tree
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +29,9 @@ _PR_SET_PDEATHSIG = 1
 
 
 def _die_with_parent() -> None:
-    # Runs in the child between fork and exec.
+    # Runs in the child between fork and exec. The umask keeps the append-only file, the log
+    # and the socket owner-only.
+    os.umask(UMASK)
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
@@ -69,8 +73,10 @@ class EmbeddedRedis:
 
     def ensure(self, timeout: float = 15.0) -> bool:
         """Reuse a live server or start one. Returns True when this call started it."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        with open(self.directory / "start.lock", "w") as lock:
+        private_dir(self.directory.parent)
+        private_dir(self.directory)
+        tighten_tree(self.directory)
+        with open(private_file(self.directory / "start.lock"), "w") as lock:
             # Two processes starting at once must not both spawn a server on one socket.
             fcntl.flock(lock, fcntl.LOCK_EX)
             if self.alive():

@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from relay.adapters.private_files import private_dir, private_file, sqlite_path
 from relay.config import Settings
 
 log = logging.getLogger(__name__)
@@ -156,7 +157,11 @@ def _drop_after_rollback(session: Session, transaction: Any) -> None:
 def init_db(settings: Settings) -> Database:
     """Create the process's ``Database`` (SQLite under var/ unless ``RELAY_DATABASE_URL``)."""
     if settings.database.url is None:
-        settings.var_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(settings.var_dir)
+    db_file = sqlite_path(settings.database_url)
+    if db_file is not None:
+        # Created owner-only before SQLite opens it; its -wal and -shm files take its mode.
+        private_file(db_file)
     return Database(
         settings.database_url, pool_size=settings.database.pool_size, echo=settings.database.echo
     )

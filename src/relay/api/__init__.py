@@ -31,7 +31,7 @@ MAX_REQUEST_BYTES = 16 * 1024 * 1024
 def _tenant_api() -> Blueprint:
     parent = Blueprint("tenant_api", __name__)
     parent.before_request(authenticate_tenant)
-    for child in (apps, datasets, documents, messages, dead_letters, task_records):
+    for child in (apps, datasets, documents, messages, dead_letters, tasks, task_records):
         parent.register_blueprint(child)
     parent.register_blueprint(workflows)
     parent.register_blueprint(chat)
@@ -45,6 +45,5 @@ def register_api(app: Flask) -> None:
     register_error_handlers(app)
     app.register_blueprint(ops)
     app.register_blueprint(docs)
-    app.register_blueprint(tasks, url_prefix="/v1")
     app.register_blueprint(tenants, url_prefix="/v1")
     app.register_blueprint(_tenant_api(), url_prefix="/v1")

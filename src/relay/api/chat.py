@@ -15,12 +15,13 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 
 from relay.api.auth import current_runtime, tenant_id
 from relay.api.body import parse_body, respond
-from relay.api.openapi import TENANT, documented
+from relay.api.openapi import TENANT, documented, streams
 from relay.api.workflows import EndUser, sse_response
 from relay.services.chat_service import ChatResult, ChatService
 from relay.services.workflow_run_service import WorkflowRunService
 
 chat = Blueprint("chat", __name__)
+streams("post", "/v1/chat-messages")
 
 
 class ChatMessageRequest(BaseModel):

@@ -13,6 +13,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from relay.api.auth import current_runtime, tenant_id
 from relay.api.body import Name, no_content, parse_body, parse_query, respond
+from relay.api.input_guard import check_text, check_texts
 from relay.api.openapi import TENANT, documented
 from relay.errors import BadRequest
 from relay.services.document_service import (
@@ -122,6 +123,8 @@ def _from_file(part: FileStorage, fields: _UploadFields, single: bool) -> NewDoc
         raise BadRequest(
             f"file {filename!r} is not UTF-8 text", details={"field": "file"}
         ) from None
+    check_text(filename, "file name")
+    check_text(content, f"file {filename!r}")
     name = (fields.name if single else None) or filename
     if not name:
         raise BadRequest(
@@ -141,6 +144,7 @@ def _new_documents() -> list[NewDocument]:
         raise BadRequest(
             "a multipart upload needs at least one `file` part", details={"field": "file"}
         )
+    check_texts(request.form.items(multi=True), "form")
     fields = _UploadFields.model_validate(request.form.to_dict())
     if fields.name and len(parts) > 1:
         raise BadRequest("`name` is for single-file uploads", details={"field": "name"})
@@ -154,7 +158,7 @@ def _new_documents() -> list[NewDocument]:
     json=DocumentCreate,
     form=DocumentUpload,
     ok=(201, DocumentBatch),
-    errors=(403, 404, 413),
+    errors=(403, 404, 413, 429),
 )
 def upload_documents(dataset_id: str) -> tuple[Response, int]:
     """Upload documents (JSON or multipart); they are indexed in the background.

@@ -10,10 +10,13 @@ from flask import Flask, Response, g, jsonify, request
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
+from relay.api.input_guard import guard_request
 from relay.errors import RelayError
 from relay.runtime import Runtime
 
 log = logging.getLogger(__name__)
+
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
@@ -44,7 +47,12 @@ def register_error_handlers(app: Flask) -> None:
     def _http(exc: HTTPException) -> tuple[Response, int]:
         code = (exc.name or "error").lower().replace(" ", "_")
         status = exc.code or 500
-        return jsonify(error_body(code, exc.description or code)), status
+        response = jsonify(error_body(code, exc.description or code))
+        # Keep what the exception says about itself (Allow on 405, WWW-Authenticate, ...).
+        for name, value in exc.get_headers():
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response, status
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> tuple[Response, int]:
@@ -55,11 +63,15 @@ def register_error_handlers(app: Flask) -> None:
     def _start_timer() -> None:
         g.relay_started = time.perf_counter()
 
+    app.before_request(guard_request)
+
     @app.after_request
     def _count(response: Response) -> Response:
         runtime: Runtime = app.extensions["relay"]
         endpoint = request.url_rule.rule if request.url_rule else "unmatched"
-        runtime.metrics.http_requests.labels(request.method, endpoint, response.status_code).inc()
+        # Any token is a valid HTTP method: only known ones become label values.
+        method = request.method if request.method in _METHODS else "other"
+        runtime.metrics.http_requests.labels(method, endpoint, response.status_code).inc()
         started = g.get("relay_started")
         if started is not None:
             runtime.metrics.http_latency.labels(endpoint).observe(time.perf_counter() - started)

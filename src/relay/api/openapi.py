@@ -7,6 +7,7 @@ document is served at ``/openapi.json``, Swagger UI at ``/docs`` and ReDoc at ``
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, TypeVar, cast
@@ -76,7 +77,8 @@ spec = SpecTree(
 
 _ERRORS = {
     401: "missing or invalid credentials",
-    403: "forbidden (admin endpoints when no admin token is configured)",
+    403: "forbidden: admin endpoints with no admin token configured, an archived tenant, "
+    "or a limit of the tenant's plan",
     404: "not found for this tenant",
     409: "conflicts with the resource's state",
     413: "too large",
@@ -97,10 +99,12 @@ def documented(
     """Describe a handler in the OpenAPI document: its input models and its answers.
 
     ``ok`` is the success status and model (None for an empty answer). 400 is added to every
-    operation and 401 to those with ``security``; ``errors`` lists the other error statuses.
+    operation and 401 and 403 to those with ``security``; ``errors`` lists the other error
+    statuses.
     """
     responses: dict[str, Any] = {f"HTTP_{ok[0]}": ok[1]}
-    for status in ((401,) if security else ()) + errors:
+    # Any credentialed call may be refused (401) or forbidden (403: admin off, tenant archived).
+    for status in sorted({*((401, 403) if security else ()), *errors}):
         responses[f"HTTP_{status}"] = (ErrorBody, _ERRORS[status])
     decorator = spec.validate(
         json=json,
@@ -118,13 +122,48 @@ def documented(
     return wrap
 
 
+_STREAMING: set[tuple[str, str]] = set()
+_SSE_CONTENT = {
+    "text/event-stream": {
+        # One event of the stream (pings carry no id).
+        "schema": {
+            "type": "object",
+            "description": "Server-sent events: `id:`, `event:` and one `data:` line of JSON each",
+            "properties": {
+                "id": {"type": "string"},
+                "event": {"type": "string"},
+                "data": {"type": "string", "contentMediaType": "application/json"},
+                "retry": {"type": "integer"},
+            },
+        }
+    }
+}
+
+
+def streams(method: str, path: str) -> None:
+    """Document that ``method path`` may answer 200 as ``text/event-stream``."""
+    _STREAMING.add((method.lower(), path))
+
+
+def openapi_document() -> dict[str, Any]:
+    """spectree's document plus what it cannot express (streamed answers)."""
+    document: dict[str, Any] = copy.deepcopy(spec.spec)
+    for method, path in _STREAMING:
+        operation = document.get("paths", {}).get(path, {}).get(method)
+        if operation is None:
+            continue
+        ok = operation.setdefault("responses", {}).setdefault("200", {"description": "OK"})
+        ok.setdefault("content", {}).update(copy.deepcopy(_SSE_CONTENT))
+    return document
+
+
 docs = Blueprint("openapi_docs", __name__)
 
 
 @docs.get(SPEC_URL)
 def openapi_json() -> Response:
     """The OpenAPI 3.1 document."""
-    return jsonify(spec.spec)
+    return jsonify(openapi_document())
 
 
 def _page(ui: str) -> str:

@@ -1,8 +1,17 @@
-"""Operational endpoints: ``/health`` and ``/metrics``."""
+"""Operational endpoints: ``/health`` and ``/metrics``.
+
+``/metrics`` asks for ``Authorization: Bearer <RELAY_MONITORING_METRICS_TOKEN>`` when that token
+is set (401 JSON otherwise); scrapers outside the host should never see queue and tenant load.
+"""
 
 from __future__ import annotations
 
+import hmac
+
 from flask import Blueprint, Response, current_app, jsonify
+
+from relay.api.auth import bearer_token, current_runtime
+from relay.errors import Unauthorized
 
 ops = Blueprint("ops", __name__)
 
@@ -17,5 +26,10 @@ def health() -> tuple[Response, int]:
 @ops.get("/metrics")
 def metrics() -> Response:
     """Prometheus exposition."""
+    expected = current_runtime().settings.monitoring.metrics_token
+    if expected:
+        token = bearer_token()
+        if token is None or not hmac.compare_digest(token.encode(), expected.encode()):
+            raise Unauthorized("missing or invalid metrics token")
     body = current_app.extensions["relay"].metrics.render()
     return Response(body, mimetype="text/plain; version=0.0.4")

@@ -19,7 +19,7 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 
 from relay.api.auth import current_runtime, tenant_id
 from relay.api.body import parse_body, parse_query, respond
-from relay.api.openapi import TENANT, documented
+from relay.api.openapi import TENANT, documented, streams
 from relay.services.run_list_service import RunFilter, RunListService, RunPage
 from relay.services.workflow_run_service import (
     RunDetail,
@@ -30,6 +30,8 @@ from relay.services.workflow_run_service import (
 from relay.streaming import StreamItem, sse
 
 workflows = Blueprint("workflows", __name__)
+streams("post", "/v1/workflows/run")
+streams("get", "/v1/workflows/runs/{run_id}/events")
 
 _TAGS = ("workflows",)
 
@@ -103,7 +105,7 @@ def sse_response(items: Iterator[StreamItem], run_id: str) -> WerkzeugResponse:
 @workflows.post("/workflows/run")
 @documented(
     tags=_TAGS, security=TENANT, json=WorkflowRunRequest, ok=(200, BlockingRun),
-    errors=(404, 409),
+    errors=(404, 409, 429),
 )  # fmt: skip
 def run_workflow() -> WerkzeugResponse | tuple[Response, int]:
     """Run a workflow app: ``text/event-stream`` (streaming) or the finished run (blocking)."""

@@ -265,6 +265,9 @@ class MonitoringSettings(BaseModel):
     alert_dedup_seconds: int = Field(
         300, ge=0, description="Seconds an alert (same key and severity) stays suppressed; 0: off"
     )
+    metrics_token: str | None = Field(
+        None, description="Bearer token /metrics requires (unset: /metrics is open)"
+    )
     queue_max_length: int = Field(1000, ge=1, description="Queue length the monitor alerts above")
     queue_max_age: float = Field(
         300.0, gt=0, description="Seconds a queue's oldest message may wait before an alert"
