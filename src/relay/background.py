@@ -161,9 +161,7 @@ class Batcher(Generic[K, V]):
             try:
                 self._apply(batch)
             except Exception:
-                log.exception(
-                    "batched write failed", extra={"action": f"{self.name}.flush_failed"}
-                )
+                log.exception("batched write failed", extra={"action": f"{self.name}.flush_failed"})
                 with self._lock:
                     for key, value in batch.items():
                         # Newer values that arrived meanwhile win over the failed batch.

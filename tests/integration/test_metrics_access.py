@@ -13,7 +13,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from relay.app_factory import create_app
 from relay.config import Settings
 from relay.models import Base
-from relay.scheduling.hooks import scheduler_of
 from relay.scheduling.tenant_queue import NewItem
 from tests.conftest import migrated_external_db_in_use
 
@@ -54,7 +53,7 @@ def test_metrics_are_open_without_a_token(client: object) -> None:
 
 def test_labels_stay_bounded(guarded: Flask) -> None:
     runtime = guarded.extensions["relay"]
-    queue = scheduler_of(runtime).queue
+    queue = runtime.dispatcher.queue
     for i in range(20):
         tenant = str(uuid.uuid4())
         for n in range(i % 4 + 2):  # more than the one slot a tenant gets: some wait

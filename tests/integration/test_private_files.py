@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from relay.adapters.embedded_redis import EmbeddedRedis
 from relay.app_factory import create_runtime
 from relay.config import load_settings
-from relay.adapters.embedded_redis import EmbeddedRedis
 from relay.models.base import Base
 from tests.waiting import wait_until
 

@@ -52,7 +52,7 @@ def log_lines() -> Iterator[tuple[io.StringIO, io.StringIO]]:
 def test_worker_lines_carry_no_arguments_or_results(
     runtime: Runtime, log_lines: tuple[io.StringIO, io.StringIO]
 ) -> None:
-    install_worker_hooks(runtime)
+    install_worker_hooks(runtime.celery, runtime.db, runtime.lifecycle)
     with start_worker(
         runtime.celery,
         pool="threads",

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import redis
 
-from relay.errors import InfrastructureError
 from relay.adapters.private_files import UMASK, private_dir, private_file, tighten_tree
+from relay.errors import InfrastructureError
 
 log = logging.getLogger(__name__)
 
