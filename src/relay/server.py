@@ -7,6 +7,7 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 from gunicorn.glogging import Logger as GunicornLogger
 
+from relay.adapters.logs import init_logging
 from relay.app_factory import create_app
 from relay.config import Settings
 
@@ -43,7 +44,6 @@ class ApiServer(BaseApplication):  # type: ignore[misc]
 
 def _relay_logger(settings: Settings) -> type[GunicornLogger]:
     """gunicorn's logger, writing through relay's log handler: one format for every process."""
-    from relay.adapters.logs import init_logging
 
     class RelayGunicornLogger(GunicornLogger):  # type: ignore[misc]
         def setup(self, cfg: Any) -> None:

@@ -13,6 +13,8 @@ import logging
 from collections.abc import Iterable, Mapping
 from datetime import timedelta
 
+from relay.catalog import BEAT
+
 # Beat entries at most this far apart are routine; hourly and daily clean-ups stay visible.
 ROUTINE_INTERVAL = timedelta(minutes=1)
 
@@ -43,8 +45,6 @@ class RoutineLogFilter(logging.Filter):
 
 def routine_task_names() -> frozenset[str]:
     """Tasks of beat entries that run at least once a minute."""
-    from relay.catalog import BEAT  # imported late: the catalogue imports config
-
     return frozenset(entry.task for entry in BEAT if entry.every <= ROUTINE_INTERVAL)
 
 

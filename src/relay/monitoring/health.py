@@ -12,7 +12,7 @@ import redis
 from relay.adapters.sql import Database
 from relay.catalog import routed_queues
 from relay.monitoring.presence import WorkerPresence
-from relay.workflow.sandbox import sandbox_status
+from relay.workflow.nodes.sandbox import sandbox_status
 
 
 @dataclass(frozen=True)

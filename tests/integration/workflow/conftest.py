@@ -37,7 +37,7 @@ def require_sandbox_packages(*names: str) -> None:
 
 def require_sandbox() -> None:
     """Code nodes need bubblewrap here (CI installs it and fails without; local runs skip)."""
-    from relay.workflow.sandbox import sandbox_status
+    from relay.workflow.nodes.sandbox import sandbox_status
 
     status = sandbox_status()
     if status.ok:

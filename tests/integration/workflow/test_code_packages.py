@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from relay.workflow import CodeSandboxConfig, GraphRunFailedEvent, GraphRunSucceededEvent
-from relay.workflow.sandbox import sandbox_status
+from relay.workflow.nodes.sandbox import sandbox_status
 from relay.workflow.sandbox.packages import package_view
 from tests.unit.workflow.helpers import build, edge, end, make_engine, node, offline_services, start
 

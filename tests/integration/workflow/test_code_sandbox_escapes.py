@@ -18,7 +18,7 @@ import pytest
 
 from relay.workflow import CodeSandboxConfig, GraphRunFailedEvent, GraphRunSucceededEvent
 from relay.workflow.events import GraphEngineEvent
-from relay.workflow.sandbox import sandbox_status
+from relay.workflow.nodes.sandbox import sandbox_status
 from tests.unit.workflow.helpers import build, edge, end, make_engine, node, offline_services, start
 
 from .conftest import require_sandbox

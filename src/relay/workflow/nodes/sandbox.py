@@ -24,6 +24,8 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
+import time
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -34,10 +36,17 @@ from relay.workflow.sandbox import bwrap
 from relay.workflow.sandbox.packages import not_allowed_hint, package_view
 from relay.workflow.sandbox.runner import SandboxResult, Spawn, execute
 from relay.workflow.sandbox.seccomp import SeccompUnavailable, base_filter, exec_filter
-from relay.workflow.sandbox.status import UNSAFE_LOCAL, sandbox_status
+from relay.workflow.sandbox.status import (
+    EXPECTED,
+    PROBE,
+    RETRY_AFTER,
+    UNSAFE_LOCAL,
+    SandboxStatus,
+    bwrap_version,
+)
 from relay.workflow.stop import StopToken
 
-__all__ = ["CodeSandbox", "SandboxResult"]
+__all__ = ["CodeSandbox", "SandboxResult", "sandbox_status"]
 
 log = logging.getLogger(__name__)
 
@@ -145,3 +154,50 @@ class CodeSandbox:
             return execute(spawn, request, config.time_limit, config.max_output_bytes, stop)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+# --- the host's sandbox, checked once per process -------------------------------------------
+
+_lock = threading.Lock()
+_cache: dict[str, tuple[SandboxStatus, float]] = {}
+
+
+def sandbox_status(mode: str = "bubblewrap", bwrap: str = "bwrap") -> SandboxStatus:
+    """The sandbox this host offers for ``mode`` (runs the self-check once, then cached)."""
+    if mode == UNSAFE_LOCAL:
+        return SandboxStatus(
+            True, mode, details={"warning": "code nodes run WITHOUT isolation (unsafe-local)"}
+        )
+    with _lock:
+        cached = _cache.get(bwrap)
+        if cached is not None and (cached[0].ok or time.monotonic() - cached[1] < RETRY_AFTER):
+            return cached[0]
+        status = _self_check(bwrap)
+        _cache[bwrap] = (status, time.monotonic())
+    if not status.ok:
+        log.error("code sandbox unavailable: %s", status.reason)
+    return status
+
+
+def forget() -> None:
+    """Drop cached results (tests, or after installing bubblewrap)."""
+    with _lock:
+        _cache.clear()
+
+
+def _self_check(bwrap: str) -> SandboxStatus:
+    path = shutil.which(bwrap)
+    if path is None:
+        return SandboxStatus(False, "bubblewrap", f"the bubblewrap executable {bwrap!r} is missing")
+    details: dict[str, Any] = {"bwrap": path, "version": bwrap_version(path)}
+    config = CodeSandboxConfig(bwrap=path, allowed_packages=(), time_limit=20.0)
+    try:
+        result = CodeSandbox(config).run_isolated(PROBE, {}, StopToken())
+    except NodeError as exc:
+        return SandboxStatus(False, "bubblewrap", f"the self-check failed: {exc}", details)
+    facts = {key: result.result.get(key) for key in EXPECTED}
+    if facts != EXPECTED:
+        return SandboxStatus(
+            False, "bubblewrap", f"the self-check found the sandbox open: {facts}", details
+        )
+    return SandboxStatus(True, "bubblewrap", None, details)
