@@ -169,7 +169,7 @@ class AppService:
 
     def list_apps(self, tenant_id: str, page: PageParams) -> AppPage:
         """The tenant's apps, newest first."""
-        with self.runtime.db.transaction() as session:
+        with self.runtime.db.session() as session:
             query = (
                 select(App)
                 .where(App.tenant_id == tenant_id)
@@ -179,7 +179,7 @@ class AppService:
 
     def get(self, tenant_id: str, app_id: str) -> AppDetail:
         """One of the tenant's apps."""
-        with self.runtime.db.transaction() as session:
+        with self.runtime.db.session() as session:
             return _detail(require_app(session, tenant_id, app_id))
 
     def update_model_config(

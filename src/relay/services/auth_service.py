@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 
 from relay.config import Settings
 from relay.errors import BadRequest, Forbidden, NotFound, Unauthorized
@@ -117,22 +117,33 @@ class AuthService:
         """The tenant behind ``key``; ``Unauthorized`` when it is unknown or revoked."""
         if not key or not key.startswith(API_KEY_PREFIX):
             raise Unauthorized("missing or invalid API key")
-        with self.runtime.db.transaction() as session:
+        # A read: every request authenticates, and on SQLite a write transaction would make
+        # each one wait for the single write lock.
+        with self.runtime.db.session() as session:
             found = session.execute(
-                select(ApiKey, Tenant.status)
+                select(ApiKey.id, ApiKey.tenant_id, ApiKey.revoked_at, ApiKey.last_used_at,
+                       Tenant.status)
                 .join(Tenant, Tenant.id == ApiKey.tenant_id)
                 .where(ApiKey.key_hash == hash_api_key(key))
-            ).first()
-            if found is None or found[0].revoked_at is not None:
-                # Unknown and revoked keys answer alike.
-                raise Unauthorized("missing or invalid API key")
-            api_key, tenant_status = found[0], found[1]
-            if tenant_status != TenantStatus.NORMAL:
-                raise Forbidden("this tenant is archived")
-            now = utcnow()
-            if api_key.last_used_at is None or now - api_key.last_used_at > LAST_USED_RESOLUTION:
-                api_key.last_used_at = now
-            return TenantPrincipal(tenant_id=api_key.tenant_id, api_key_id=api_key.id)
+            ).first()  # fmt: skip
+        if found is None or found.revoked_at is not None:
+            # Unknown and revoked keys answer alike.
+            raise Unauthorized("missing or invalid API key")
+        if found.status != TenantStatus.NORMAL:
+            raise Forbidden("this tenant is archived")
+        now = utcnow()
+        stale = now - LAST_USED_RESOLUTION
+        if found.last_used_at is None or found.last_used_at < stale:
+            # Written at most once per resolution period (and only by the first request to see
+            # it stale): a short transaction of its own.
+            with self.runtime.db.transaction() as session:
+                session.execute(
+                    update(ApiKey)
+                    .where(ApiKey.id == found.id)
+                    .where(or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at < stale))
+                    .values(last_used_at=now)
+                )
+        return TenantPrincipal(tenant_id=found.tenant_id, api_key_id=found.id)
 
     def issue_key(self, tenant_id: str, name: str) -> IssuedApiKey:
         """Create a key for the tenant; the answer is the only place the key ever appears."""
@@ -157,7 +168,7 @@ class AuthService:
 
     def list_keys(self, tenant_id: str, page: PageParams) -> ApiKeyPage:
         """The tenant's keys (revoked ones included), newest first."""
-        with self.runtime.db.transaction() as session:
+        with self.runtime.db.session() as session:
             if session.get(Tenant, tenant_id) is None:
                 raise NotFound("tenant not found")
             query = (

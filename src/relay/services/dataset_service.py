@@ -104,7 +104,7 @@ class DatasetService:
 
     def list_datasets(self, tenant_id: str, page: PageParams) -> DatasetPage:
         """The tenant's datasets, newest first."""
-        with self.runtime.db.transaction() as session:
+        with self.runtime.db.session() as session:
             query = (
                 select(Dataset)
                 .where(Dataset.tenant_id == tenant_id)
@@ -116,7 +116,7 @@ class DatasetService:
 
     def get(self, tenant_id: str, dataset_id: str) -> DatasetView:
         """One of the tenant's datasets."""
-        with self.runtime.db.transaction() as session:
+        with self.runtime.db.session() as session:
             return _views(session, tenant_id, [require_dataset(session, tenant_id, dataset_id)])[0]
 
     def delete(self, tenant_id: str, dataset_id: str) -> None:

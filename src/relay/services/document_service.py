@@ -296,7 +296,7 @@ class DocumentService:
 
     def list_documents(self, tenant_id: str, dataset_id: str, page: PageParams) -> DocumentPage:
         """The dataset's documents, newest first."""
-        with self.runtime.db.transaction() as session:
+        with self.runtime.db.session() as session:
             require_dataset(session, tenant_id, dataset_id)
             query = (
                 select(Document)
@@ -313,7 +313,7 @@ class DocumentService:
 
     def get(self, tenant_id: str, dataset_id: str, document_id: str) -> DocumentView:
         """One document with its status, error, word count, segment count and timings."""
-        with self.runtime.db.transaction() as session:
+        with self.runtime.db.session() as session:
             row = require_document(session, tenant_id, dataset_id, document_id)
             return document_views(session, tenant_id, [row])[0]
 

@@ -181,7 +181,7 @@ class IndexingService:
         self, tenant_id: str, dataset_id: str, document_id: str, query: StatusLogQuery
     ) -> StatusLog:
         """The document's latest status changes, oldest first."""
-        with self.runtime.db.transaction() as session:
+        with self.runtime.db.session() as session:
             require_document(session, tenant_id, dataset_id, document_id)
             rows = list(
                 session.scalars(

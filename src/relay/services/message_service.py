@@ -157,7 +157,7 @@ class MessageService:
         conversation_id: str | None = None,
     ) -> MessagePage:
         """The app's messages (of one conversation, if given), newest first."""
-        with self.runtime.db.transaction() as session:
+        with self.runtime.db.session() as session:
             require_app(session, tenant_id, app_id)
             query = select(Message).where(Message.tenant_id == tenant_id, Message.app_id == app_id)
             if conversation_id is not None:

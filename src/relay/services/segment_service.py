@@ -58,7 +58,7 @@ class SegmentService:
     def search(self, tenant_id: str, dataset_id: str, query: SegmentQuery) -> SegmentSearch:
         """The dataset's enabled segments that contain any term of ``query.q``."""
         terms = tokenize(query.q)
-        with self.runtime.db.transaction() as session:
+        with self.runtime.db.session() as session:
             require_dataset(session, tenant_id, dataset_id)
             matches = search_segments(session, tenant_id, [dataset_id], terms, query.limit)
         return SegmentSearch(query_terms=terms, data=[_hit(match, terms) for match in matches])

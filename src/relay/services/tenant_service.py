@@ -101,7 +101,7 @@ class TenantService:
 
     def get(self, tenant_id: str) -> TenantView:
         """One tenant; ``NotFound`` when there is none with this id."""
-        with self.runtime.db.transaction() as session:
+        with self.runtime.db.session() as session:
             row = session.get(Tenant, tenant_id)
             if row is None:
                 raise NotFound("tenant not found")
@@ -109,6 +109,6 @@ class TenantService:
 
     def list_tenants(self, page: PageParams) -> TenantPage:
         """Every tenant, newest first."""
-        with self.runtime.db.transaction() as session:
+        with self.runtime.db.session() as session:
             query = select(Tenant).order_by(Tenant.created_at.desc(), Tenant.id.desc())
             return paginate(session, query, page, _views, TenantPage)
