@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from typing import Any
 
 from blinker import Namespace
@@ -11,6 +12,7 @@ from relay.events import signals
 from relay.events.payloads import AppDraftWorkflowSynced
 
 CALLS = 20_000
+SESSION_CALLS = 2_000
 
 
 def run(rounds: int) -> list[Row]:
@@ -48,6 +50,36 @@ def run(rounds: int) -> list[Row]:
 
             relay_us = best_of(rounds, relay_emit)
             raw_us = best_of(rounds, blinker_send)
+            # Inside a transaction, as services emit: both sides open and commit the same one.
+            db = runtime.db
+
+            def in_transaction(send: Any) -> float:
+                def once() -> None:
+                    with db.transaction() as session:
+                        send(session)
+
+                sink.clear()
+                return per_call_us(once, SESSION_CALLS)
+
+            session_rows: list[tuple[str, float, float]] = []
+            for label, writes in (
+                ("receivers that only read", False),
+                ("receivers that write", True),
+            ):
+                for r in receivers:
+                    bus.connect(signal, r, writes=writes)
+                # Alternate which side goes first each round: neither profits from a warm cache.
+                relay_times, raw_times = [], []
+                for round_no in range(rounds):
+                    pair = [
+                        ("relay", lambda: in_transaction(lambda s: bus.emit(signal, payload, s))),
+                        ("raw", lambda: in_transaction(lambda s: raw.send(payload))),
+                    ]
+                    for side, fn in pair if round_no % 2 == 0 else reversed(pair):
+                        (relay_times if side == "relay" else raw_times).append(fn())
+                session_rows.append(
+                    (label, statistics.median(relay_times), statistics.median(raw_times))
+                )
         finally:
             for r in receivers:
                 bus.disconnect(signal, r)
@@ -55,11 +87,23 @@ def run(rounds: int) -> list[Row]:
                 bus.connect(signal, r, critical=critical)
     return [
         Row(
-            "emit, 3 receivers (µs per event)",
+            "emit, 3 receivers, no session (µs per event)",
             relay_us,
             raw_us,
             "µs",
             higher_is_better=False,
             note="baseline: blinker send(); relay isolates, times and counts each receiver",
-        )
+        ),
+        *(
+            Row(
+                f"emit in a transaction, 3 {label} (µs per transaction)",
+                relay,
+                raw,
+                "µs",
+                higher_is_better=False,
+                note="both sides open and commit the same transaction; a writing receiver "
+                "gets its own savepoint",
+            )
+            for label, relay, raw in session_rows
+        ),
     ]

@@ -14,7 +14,7 @@ import weakref
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from relay.errors import QuotaExceeded
 from relay.events import signals
@@ -262,3 +262,35 @@ def test_failures_do_not_leak_counts_between_tests(runtime: Runtime) -> None:
     assert runtime.bus.receivers(SIGNAL) == []
     with runtime.db.session() as session:
         assert session.scalar(select(func.count()).select_from(Tenant)) == 0
+
+
+def test_only_receivers_that_write_get_a_savepoint(runtime: Runtime) -> None:
+
+    statements: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement.upper())
+
+    bus, calls = runtime.bus, []
+
+    def reader(payload: AppDeleted, ctx: EventContext) -> None:
+        calls.append("reader")
+
+    bus.connect(SIGNAL, reader, writes=False)
+    event.listen(runtime.db.engine, "before_cursor_execute", record)
+    try:
+        with runtime.db.transaction() as session:
+            session.add(Tenant(name="caller"))
+            session.flush()
+            bus.emit(SIGNAL, PAYLOAD, session)
+        without = [s for s in statements if "SAVEPOINT" in s]
+        bus.connect(SIGNAL, writer("w", calls))
+        statements.clear()
+        with runtime.db.transaction() as session:
+            bus.emit(SIGNAL, PAYLOAD, session)
+        with_writer = [s for s in statements if "SAVEPOINT" in s]
+    finally:
+        event.remove(runtime.db.engine, "before_cursor_execute", record)
+    assert calls == ["reader", "reader", "w"]
+    assert without == [], "a receiver that writes nothing runs without a savepoint"
+    assert with_writer, "a receiver that writes rows runs in its own savepoint"

@@ -54,11 +54,19 @@ class Database:
         self.engine: Engine = create_engine(url, **kwargs)
         if self.is_sqlite:
             _configure_sqlite(self.engine)
-        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # The after-commit hooks are listened for once per factory, not once per session: a
+        # per-session ``event.listen`` costs more than a small transaction.
+        hooked = {_AFTER_COMMIT_HOOKED: True}
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False, info=hooked)
         # Reads: on SQLite a deferred BEGIN (WAL readers never wait for the writer).
         self.read_sessions = sessionmaker(
-            self.engine.execution_options(**{_READ_OPTION: True}), expire_on_commit=False
+            self.engine.execution_options(**{_READ_OPTION: True}),
+            expire_on_commit=False,
+            info=hooked,
         )
+        for factory in (self.sessions, self.read_sessions):
+            event.listen(factory, "after_commit", _run_after_commit)
+            event.listen(factory, "after_transaction_end", _drop_after_rollback)
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:

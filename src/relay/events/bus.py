@@ -112,6 +112,8 @@ class EventBus:
         self._receivers: dict[str, dict[Receiver, bool]] = {}
         # Metric label of each connected receiver, computed once (not on every emit).
         self._names: dict[Receiver, str] = {}
+        # Receivers declared ``writes=False``: they run without a savepoint.
+        self._no_savepoint: set[Receiver] = set()
         self._lock = threading.Lock()
         self.stats: dict[tuple[str, str], _Stats] = defaultdict(_Stats)
         self._pending: dict[tuple[int, str], list[float]] = defaultdict(lambda: [0, 0, 0.0])
@@ -122,8 +124,20 @@ class EventBus:
 
     # --- registration ---------------------------------------------------------------------------
 
-    def connect(self, signal: NamedSignal, receiver: Receiver, *, critical: bool = False) -> None:
-        """Connect ``receiver`` to ``signal`` on this bus; connecting it again updates ``critical``.
+    def connect(
+        self,
+        signal: NamedSignal,
+        receiver: Receiver,
+        *,
+        critical: bool = False,
+        writes: bool = True,
+    ) -> None:
+        """Connect ``receiver`` to ``signal`` on this bus; connecting it again updates the flags.
+
+        ``writes=False`` declares a receiver that adds nothing to the caller's session (it only
+        reads, or registers after-commit work): it runs without a SAVEPOINT of its own, which
+        saves the two round trips a savepoint costs. A receiver that writes rows or enqueues tasks
+        keeps the default, so that its partial writes roll back alone when it fails.
 
         Held strongly by the bus (blinker alone would drop a closure as soon as its creator
         returns) and scoped to it: blinker's signals are process globals, and a receiver
@@ -138,6 +152,10 @@ class EventBus:
         with self._lock:
             self._receivers.setdefault(signal.name, {})[receiver] = critical
             self._names[receiver] = _receiver_name(receiver)
+            if writes:
+                self._no_savepoint.discard(receiver)
+            else:
+                self._no_savepoint.add(receiver)
 
     def disconnect(self, signal: NamedSignal, receiver: Receiver) -> None:
         """Disconnect ``receiver`` from ``signal`` on this bus (no error when not connected)."""
@@ -201,7 +219,7 @@ class EventBus:
         started = time.perf_counter()
         failed = False
         try:
-            if context.session is not None:
+            if context.session is not None and receiver not in self._no_savepoint:
                 # A savepoint: a failing receiver's partial writes vanish, the caller's stay.
                 with context.session.begin_nested():
                     receiver(payload, context)

@@ -27,8 +27,12 @@ from relay.events.handlers.tool_parameters_cache import clear_tool_parameters_ca
 def register_handlers(bus: EventBus) -> None:
     """Connect every handler in ``HANDLERS`` to its signal (idempotent)."""
     for signal, handler, critical in HANDLERS:
-        bus.connect(signal, handler, critical=critical)
+        bus.connect(signal, handler, critical=critical, writes=handler not in NO_ROWS)
 
+
+# Handlers that add nothing to the caller's session (their Redis writes run after commit): they
+# need no savepoint of their own.
+NO_ROWS: frozenset[Receiver] = frozenset({cache_tenant_plan, clear_tool_parameters_cache})
 
 # (signal, handler, critical)
 HANDLERS: tuple[tuple[NamedSignal, Receiver, bool], ...] = (
