@@ -3,31 +3,18 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from relay.config import Settings
 from relay.models import App
-from tests.integration.test_api_support import Api, TenantCredentials, admin_api
+from tests.integration.test_api_support import Api, TenantCredentials
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "dify_dsl"
 EXPORTS = sorted(FIXTURES.glob("*.yml"))
 YAML = {"Content-Type": "application/x-yaml"}
-
-
-@pytest.fixture
-def api(settings: Settings) -> Iterator[Api]:
-    with admin_api(settings) as driver:
-        yield driver
-
-
-@pytest.fixture
-def tenant(api: Api) -> TenantCredentials:
-    return api.create_tenant()
 
 
 def _import(

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from relay.config import Settings
 from relay.events.payloads import (
     AppCreated,
     AppDeleted,
@@ -16,23 +14,12 @@ from relay.events.payloads import (
     AppPublishedWorkflowUpdated,
 )
 from relay.models import App, AppDatasetJoin, Dataset, InstalledApp, Site
-from tests.integration.test_api_support import Api, TenantCredentials, admin_api, captured_events
+from tests.integration.test_api_support import Api, TenantCredentials, captured_events
 
 GRAPH = {
     "nodes": [{"id": "start", "data": {"type": "start"}}, {"id": "end", "data": {"type": "end"}}],
     "edges": [{"id": "e1", "source": "start", "target": "end"}],
 }
-
-
-@pytest.fixture
-def api(settings: Settings) -> Iterator[Api]:
-    with admin_api(settings) as driver:
-        yield driver
-
-
-@pytest.fixture
-def tenant(api: Api) -> TenantCredentials:
-    return api.create_tenant()
 
 
 def _create(api: Api, tenant: TenantCredentials, **body: Any) -> dict[str, Any]:

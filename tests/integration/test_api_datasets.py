@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from relay.config import Settings
 from relay.events.payloads import DatasetDeleted
 from relay.models import AppDatasetJoin, Dataset, Document
-from tests.integration.test_api_support import Api, TenantCredentials, admin_api, captured_events
-
-
-@pytest.fixture
-def api(settings: Settings) -> Iterator[Api]:
-    with admin_api(settings) as driver:
-        yield driver
-
-
-@pytest.fixture
-def tenant(api: Api) -> TenantCredentials:
-    return api.create_tenant()
+from tests.integration.test_api_support import Api, TenantCredentials, captured_events
 
 
 def _create(api: Api, tenant: TenantCredentials, **body: Any) -> dict[str, Any]:

@@ -3,27 +3,14 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from relay.config import Settings
 from relay.events.payloads import DocumentDeleted, DocumentIndexCreated
 from relay.models import Document, DocumentSegment
 from relay.services.document_service import MAX_DOCUMENT_BYTES
-from tests.integration.test_api_support import Api, TenantCredentials, admin_api, captured_events
-
-
-@pytest.fixture
-def api(settings: Settings) -> Iterator[Api]:
-    with admin_api(settings) as driver:
-        yield driver
-
-
-@pytest.fixture
-def tenant(api: Api) -> TenantCredentials:
-    return api.create_tenant()
+from tests.integration.test_api_support import Api, TenantCredentials, captured_events
 
 
 @pytest.fixture

@@ -3,20 +3,12 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from relay.config import Settings
 from relay.models import App, Dataset, Document
-from tests.integration.test_api_support import Api, TenantCredentials, admin_api
-
-
-@pytest.fixture
-def api(settings: Settings) -> Iterator[Api]:
-    with admin_api(settings) as driver:
-        yield driver
+from tests.integration.test_api_support import Api, TenantCredentials
 
 
 @pytest.fixture

@@ -3,24 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-import pytest
-
-from relay.config import Settings
 from relay.models import CreatorRole, WorkflowRun
 from relay.models.task_record import TaskRecord
 from relay.services.run_streams import end_user_id
-from tests.integration.test_api_support import Api, TenantCredentials, admin_api
+from tests.integration.test_api_support import Api, TenantCredentials
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def api(settings: Settings) -> Iterator[Api]:
-    with admin_api(settings) as driver:
-        yield driver
 
 
 def _run(tenant: str, app: str, status: str, user: str, minutes: int) -> WorkflowRun:

@@ -2,29 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from relay.config import Settings
 from relay.errors import QuotaExceeded
 from relay.events import signals
 from relay.events.bus import EventContext
 from relay.events.payloads import MessageCreated
 from relay.models import Conversation, Message
-from tests.integration.test_api_support import Api, TenantCredentials, admin_api, captured_events
-
-
-@pytest.fixture
-def api(settings: Settings) -> Iterator[Api]:
-    with admin_api(settings) as driver:
-        yield driver
-
-
-@pytest.fixture
-def tenant(api: Api) -> TenantCredentials:
-    return api.create_tenant()
+from tests.integration.test_api_support import Api, TenantCredentials, captured_events
 
 
 @pytest.fixture

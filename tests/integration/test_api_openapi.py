@@ -3,22 +3,14 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from relay.config import Settings
-from tests.integration.test_api_support import Api, admin_api
+from tests.integration.test_api_support import Api
 
 # Blueprints whose routes are the documented API (health and metrics are operational).
 DOCUMENTED_BLUEPRINTS = ("tenants.", "tenant_api.", "tasks.")
-
-
-@pytest.fixture
-def api(settings: Settings) -> Iterator[Api]:
-    with admin_api(settings) as driver:
-        yield driver
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -13,14 +12,7 @@ from relay.cli import main
 from relay.config import Settings
 from relay.events.payloads import TenantCreated, TenantUpdated
 from relay.models import ApiKey, Tenant
-from tests.integration.test_api_support import ADMIN, Api, admin_api, captured_events
-
-
-@pytest.fixture
-def api(settings: Settings) -> Iterator[Api]:
-    with admin_api(settings) as driver:
-        yield driver
-
+from tests.integration.test_api_support import ADMIN, Api, captured_events
 
 ADMIN_ROUTES = [
     ("POST", "/v1/tenants"),

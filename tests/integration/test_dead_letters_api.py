@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from celery.result import AsyncResult
 
-from relay.config import Settings
 from relay.models import ProcessedKey
 from relay.runtime import Runtime
 from tests.conftest import run_worker
-from tests.integration.test_api_support import Api, TenantCredentials, admin_api
+from tests.integration.test_api_support import Api, TenantCredentials
 
 TRACEBACK = """Traceback (most recent call last):
   File "/srv/relay/tasks/base.py", line 78, in __call__
@@ -22,12 +20,6 @@ TRACEBACK = """Traceback (most recent call last):
     raise ConnectionError("broker reset the connection")
 ConnectionError: broker reset the connection
 """
-
-
-@pytest.fixture
-def api(settings: Settings) -> Iterator[Api]:
-    with admin_api(settings) as driver:
-        yield driver
 
 
 def bury(

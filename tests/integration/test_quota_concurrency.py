@@ -20,10 +20,9 @@ import pytest
 from sqlalchemy import CursorResult, func, select, update
 from werkzeug.serving import make_server
 
-from relay.config import Settings
 from relay.events.handlers.message_quota import spend_quota
 from relay.models import Conversation, Message, ProviderQuota, QuotaType
-from tests.integration.test_api_support import Api, TenantCredentials, admin_api
+from tests.integration.test_api_support import Api, TenantCredentials
 from tests.waiting import run_blocked
 
 REQUESTS = 50
@@ -34,12 +33,6 @@ QUOTA_LIMIT = FITTING * TOKENS + TOKENS - 1
 PROVIDER = "openai"
 
 Post = Callable[[str, dict[str, str], dict[str, Any]], tuple[int, dict[str, Any]]]
-
-
-@pytest.fixture
-def api(settings: Settings) -> Iterator[Api]:
-    with admin_api(settings) as driver:
-        yield driver
 
 
 @contextmanager

@@ -69,11 +69,6 @@ def api(app: Any) -> Api:
     return Api(app)
 
 
-@pytest.fixture
-def tenant(api: Api) -> TenantCredentials:
-    return api.create_tenant()
-
-
 # --- helpers -------------------------------------------------------------------------------------
 
 

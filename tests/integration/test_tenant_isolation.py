@@ -11,17 +11,14 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import pytest
 from sqlalchemy import select
 
-from relay.config import Settings
 from relay.models import Base, WorkflowRun
 from relay.services.run_streams import end_user_id
-from tests.integration.test_api_support import Api, TenantCredentials, admin_api, captured_events
+from tests.integration.test_api_support import Api, TenantCredentials, captured_events
 
 EXCLUDED_PREFIXES = ("/v1/tenants",)
 IGNORED_METHODS = {"HEAD", "OPTIONS"}
@@ -96,12 +93,6 @@ class Case:
 
     def __str__(self) -> str:
         return f"{self.method} {self.path}"
-
-
-@pytest.fixture
-def api(settings: Settings) -> Iterator[Api]:
-    with admin_api(settings) as driver:
-        yield driver
 
 
 def _resources(api: Api, tenant: TenantCredentials) -> dict[str, str]:

@@ -2,26 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
-
-from relay.config import Settings
 from relay.models import App, WorkflowRun
 from tests.integration.streaming.support import chat_graph, workflow_graph
-from tests.integration.test_api_support import Api, TenantCredentials, admin_api
-
-
-@pytest.fixture
-def api(settings: Settings) -> Iterator[Api]:
-    with admin_api(settings) as driver:
-        yield driver
-
-
-@pytest.fixture
-def tenant(api: Api) -> TenantCredentials:
-    return api.create_tenant()
+from tests.integration.test_api_support import Api, TenantCredentials
 
 
 def _app(api: Api, tenant: TenantCredentials, mode: str, graph: dict[str, Any] | None) -> str:
