@@ -87,6 +87,16 @@ class CelerySettings(BaseModel):
         gt=0,
         description="Seconds after publishing before an outbox task never started is resent",
     )
+    beat_max_interval: float = Field(
+        5.0,
+        gt=0,
+        description="Most seconds beat sleeps between ticks; a standby polls the lock as often",
+    )
+    beat_lock_timeout: int = Field(
+        30,
+        gt=0,
+        description="Seconds beat's lock outlives its holder; a standby takes over after it",
+    )
     outbox_grace_seconds: float = Field(
         10.0,
         ge=0,
