@@ -83,7 +83,7 @@ class CelerySettings(BaseModel):
         60.0, gt=0, description="Seconds without heartbeat before the reaper requeues a task"
     )
     lost_after: float = Field(
-        600.0,
+        60.0,
         gt=0,
         description="Seconds after publishing before an outbox task never started is resent",
     )
