@@ -97,6 +97,17 @@ class CelerySettings(BaseModel):
         gt=0,
         description="Seconds beat's lock outlives its holder; a standby takes over after it",
     )
+    outbox_max_attempts: int = Field(
+        20,
+        ge=1,
+        description="Failed publishes (broker outages not counted) before an outbox row "
+        "becomes a dead letter",
+    )
+    outbox_max_age: float = Field(
+        86400.0,
+        gt=0,
+        description="Seconds an outbox row may stay unpublished before it becomes a dead letter",
+    )
     outbox_grace_seconds: float = Field(
         10.0,
         ge=0,
