@@ -47,6 +47,7 @@ from relay.worker.effects import IdempotentEffects, SqlEffects
 from relay.worker.lifecycle import RetryPolicyMiddleware, TaskLifecycle
 from relay.worker.metrics import TaskMetrics
 from relay.worker.middleware import TaskChain
+from relay.worker.rejects import ArgumentCheck
 from relay.worker.standard import FairLease, Scoped, SentAt
 from relay.worker.task import passthrough_errors
 
@@ -142,6 +143,8 @@ def _task_chain(runtime: Runtime) -> None:
         FairLease(runtime.dispatcher),
         # Inside the lease: a dropped copy is neither counted as a delivery nor recorded.
         DeliveryGuard(RedisDeliveryCounts(runtime.redis)),
+        # A message whose arguments cannot bind is dead at once, never retried.
+        ArgumentCheck(),
         # Inside the lease: only the copy the scheduler lets run is recorded as started.
         runtime.lifecycle,
         IdempotentEffects(SqlEffects(runtime.db)),

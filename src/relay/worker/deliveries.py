@@ -37,6 +37,7 @@ class DeliveriesExhausted(TaskError):
     """Earlier deliveries of this task died with their worker as often as it may run."""
 
     code = "worker_lost"
+    dead_reason = "worker_lost"
 
 
 class DeliveryCounts(Protocol):

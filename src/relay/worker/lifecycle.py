@@ -23,7 +23,6 @@ from relay.models import TaskStatus, utcnow
 from relay.resilience.outages import is_outage
 from relay.retry import INFRASTRUCTURE_POLICY, RetryDecision, RetryPolicy, Verdict
 from relay.worker.deadletter import DeadLetters
-from relay.worker.deliveries import DeliveriesExhausted
 from relay.worker.middleware import Proceed, TaskCall, TaskMiddleware
 from relay.worker.records import RecordWriter
 
@@ -229,8 +228,10 @@ class RetryPolicyMiddleware(TaskMiddleware):
         if ran_out_of_time(error):
             # Out of time: the task had its chance to clean up; running it again would too.
             return RetryDecision(Verdict.DEAD, reason="time_limit")
-        if isinstance(error, DeliveriesExhausted):
-            return RetryDecision(Verdict.DEAD, reason="worker_lost")
+        reason = getattr(error, "dead_reason", None)
+        if isinstance(reason, str):
+            # Errors that name their own end (deliveries lost with workers, a rejected message).
+            return RetryDecision(Verdict.DEAD, reason=reason)
         policy: RetryPolicy = call.task.retry_policy or call.task.spec.retry
         if policy.max_attempts > 1 and is_outage(error):
             return INFRASTRUCTURE_POLICY.decide(error, call.attempt)
