@@ -125,3 +125,67 @@ def wait_alive_for(process: subprocess.Popen[bytes], seconds: float) -> bool:
             return False
         time.sleep(0.1)
     return process.poll() is None
+
+
+class OwnPostgres:
+    """A PostgreSQL cluster of this test (initdb in a temporary directory, a free port).
+
+    PostgreSQL refuses to run as root: when the test runs as root, its commands run as the
+    ``postgres`` user, in a directory that user owns.
+    """
+
+    def __init__(self) -> None:
+        import tempfile
+
+        self.directory = Path(tempfile.mkdtemp(prefix="relay-pg-"))
+        self.data = self.directory / "data"
+        self.port = free_port()
+        if os.getuid() == 0:
+            import pwd
+
+            user = pwd.getpwnam("postgres")
+            os.chown(self.directory, user.pw_uid, user.pw_gid)
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    @staticmethod
+    def binary(name: str) -> str:
+        found = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))
+        if not found:
+            raise RuntimeError(f"no {name} under /usr/lib/postgresql")
+        return str(found[-1])
+
+    def _run(self, *argv: str) -> None:
+        command = list(argv)
+        if os.getuid() == 0:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        subprocess.run(command, check=True, capture_output=True, timeout=60)
+
+    def init(self) -> OwnPostgres:
+        self._run(
+            self.binary("initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust",
+            "-E", "UTF8", "--no-sync",
+        )  # fmt: skip
+        return self
+
+    def start(self) -> OwnPostgres:
+        options = (
+            f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 "
+            "-c max_connections=200"
+        )
+        self._run(
+            self.binary("pg_ctl"), "-D", str(self.data), "-o", options,
+            "-l", str(self.directory / "postgres.log"), "-w", "start",
+        )  # fmt: skip
+        return self
+
+    def stop(self, mode: str = "immediate") -> None:
+        """Stop the server (``immediate``: like a crash, connections cut at once)."""
+        if (self.data / "postmaster.pid").exists():
+            self._run(self.binary("pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop")
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.directory, ignore_errors=True)

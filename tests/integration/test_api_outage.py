@@ -8,7 +8,7 @@ from typing import Any
 
 from relay.config import Settings
 from tests.integration.test_api_support import Api, TenantCredentials, admin_api
-from tests.outages import OwnRedis
+from tests.outages import OwnPostgres, OwnRedis
 
 PROBES: list[tuple[str, str, dict[str, Any] | None]] = [
     ("POST", "/v1/ping-task", {"message": "outage"}),
@@ -51,3 +51,31 @@ def test_redis_outage_is_a_503_and_recovery_needs_no_restart(
             assert [a[:2] for a in _probe(api, tenant) if a[1] >= 300] == []
     finally:
         server.stop()
+
+
+def test_database_outage_is_a_503_and_recovery_needs_no_restart(settings: Settings) -> None:
+    from relay.migrations import upgrade
+
+    server = OwnPostgres().init().start()
+    own = settings.model_copy(
+        update={"database": settings.database.model_copy(update={"url": server.url})}
+    )
+    try:
+        upgrade(server.url)
+        with admin_api(own) as api:
+            tenant = api.create_tenant()
+            assert [a[:2] for a in _probe(api, tenant) if a[1] >= 300] == []
+
+            server.stop()  # immediate: like a crash, every pooled connection is cut
+            answers = _probe(api, tenant)
+            # The ping task needs no database: it keeps working; the rest are 503, never 500.
+            assert [a[:2] for a in answers if a[1] != 503] == [("POST /v1/ping-task", 202)]
+            for _, status, response in answers:
+                if status == 503:
+                    assert response.headers["Retry-After"].isdigit()
+                    assert response.json["code"] == "database_unavailable"
+
+            server.start()
+            assert [a[:2] for a in _probe(api, tenant) if a[1] >= 300] == []
+    finally:
+        server.remove()
