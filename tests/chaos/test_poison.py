@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 from relay.models import DeadLetter
@@ -26,6 +27,7 @@ def _letters(runtime: Runtime) -> list[DeadLetter]:
         return list(session.scalars(query))
 
 
+@pytest.mark.chaos
 def test_r4_poison_task_reaches_dead_letters_and_a_replay_does_not_loop(
     runtime: Runtime, tmp_path: Path
 ) -> None:
