@@ -40,7 +40,8 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 
 chaos: $(STAMP)
-	$(BIN)/python -m pytest -m chaos tests/chaos
+	@# The short drills run in `make test` too; `-s` prints each drill's row.
+	$(BIN)/python -m pytest -m "chaos or not chaos" -s tests/chaos
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -42,10 +42,12 @@ from relay.scheduling.routing import FairRoute
 from relay.scheduling.tenant_queue import RedisTenantQueue
 from relay.streaming import QueueConfig, RedisRunControl, RedisStreamChannel, RunStreams
 from relay.worker.celery_app import RelayCelery
+from relay.worker.deliveries import DeliveryGuard, RedisDeliveryCounts
 from relay.worker.effects import IdempotentEffects, SqlEffects
 from relay.worker.lifecycle import RetryPolicyMiddleware, TaskLifecycle
 from relay.worker.metrics import TaskMetrics
 from relay.worker.middleware import TaskChain
+from relay.worker.rejects import ArgumentCheck
 from relay.worker.standard import FairLease, Scoped, SentAt
 from relay.worker.task import passthrough_errors
 
@@ -139,6 +141,10 @@ def _task_chain(runtime: Runtime) -> None:
         RetryPolicyMiddleware(),
         TaskMetrics(runtime.task_stats),
         FairLease(runtime.dispatcher),
+        # Inside the lease: a dropped copy is neither counted as a delivery nor recorded.
+        DeliveryGuard(RedisDeliveryCounts(runtime.redis)),
+        # A message whose arguments cannot bind is dead at once, never retried.
+        ArgumentCheck(),
         # Inside the lease: only the copy the scheduler lets run is recorded as started.
         runtime.lifecycle,
         IdempotentEffects(SqlEffects(runtime.db)),

@@ -90,4 +90,8 @@ class RetryPolicy:
 
 
 DEFAULT_POLICY = RetryPolicy()
+# Failures caused by an outage of Redis, the broker or the database: retried with a backoff that
+# grows to two minutes, about ten minutes in all, so a restart or failover does not use up a
+# task's attempts in seconds (see ``relay.resilience.outages``).
+INFRASTRUCTURE_POLICY = RetryPolicy(max_attempts=12, base_delay=2.0, max_delay=120.0)
 NO_RETRY = RetryPolicy(max_attempts=1)

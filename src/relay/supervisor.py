@@ -5,6 +5,10 @@ worker consuming every queue, beat and the API server as child processes, waits 
 and the queue check, and prints the URLs. SIGINT or SIGTERM stops the children in order (API,
 beat, worker with a warm shutdown) and then Redis. Every child also carries a parent-death
 signal, so even a SIGKILLed supervisor leaves nothing behind.
+
+A child that dies while the stack runs is started again (after a backoff that grows while it
+keeps dying soon after each start, and resets once it ran for a while); the embedded Redis too.
+One dead process never takes the rest of the stack down with it.
 """
 
 from __future__ import annotations
@@ -46,8 +50,14 @@ class Child:
     argv: list[str]
     stop_timeout: float
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    started_at: float = 0.0
+    restarts: int = 0
+    # While dead: when to start it again (monotonic seconds).
+    restart_at: float | None = None
 
     def start(self, env: dict[str, str]) -> None:
+        self.started_at = time.monotonic()
+        self.restart_at = None
         self.process = subprocess.Popen(
             self.argv,
             env=env,
@@ -58,6 +68,9 @@ class Child:
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
+
+    def exit_code(self) -> int | None:
+        return self.process.poll() if self.process is not None else None
 
     def stop(self) -> None:
         if not self.alive():
@@ -72,6 +85,22 @@ class Child:
             )
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
+
+
+# Backoff before starting a dead child again: doubles per quick death, up to the cap; a child
+# that ran for ``STABLE_AFTER`` seconds starts over at the first step.
+RESTART_BACKOFF = 1.0
+RESTART_BACKOFF_MAX = 30.0
+STABLE_AFTER = 60.0
+
+
+def restart_delay(child: Child, now: float) -> float:
+    """Seconds to wait before starting ``child`` again after it died at ``now``."""
+    if now - child.started_at >= STABLE_AFTER:
+        child.restarts = 0
+    delay = min(RESTART_BACKOFF_MAX, RESTART_BACKOFF * 2.0**child.restarts)
+    child.restarts += 1
+    return delay
 
 
 class Supervisor:
@@ -121,10 +150,7 @@ class Supervisor:
             self._wait_until_up()
             self._banner(time.monotonic() - started)
             while not self.stopping.wait(0.5):
-                dead = [c.name for c in self.children if not c.alive()]
-                if dead:
-                    log.error("child exited", extra={"action": "up.child_exited", "children": dead})
-                    return 1
+                self._keep_alive(env)
             return 0
         except RelayError as exc:
             print(f"relay up failed: {exc.message}", file=sys.stderr, flush=True)
@@ -186,6 +212,34 @@ class Supervisor:
                     f"port {port} on {host} is in use ({exc.strerror}); set RELAY_API_PORT "
                     "to another port"
                 ) from None
+    def _keep_alive(self, env: dict[str, str]) -> None:
+        """Start again what died: the embedded Redis first, then children after their backoff."""
+        if self.embedded is not None and self.embedded.owned and not self.embedded.alive():
+            log.error("embedded redis is down; starting it again", extra={"action": "up.redis"})
+            try:
+                self.embedded.ensure()
+            except RelayError as exc:
+                log.error(exc.message, extra={"action": "up.redis_failed"})
+        now = time.monotonic()
+        for child in self.children:
+            if child.alive() or self.stopping.is_set():
+                continue
+            if child.restart_at is None:
+                delay = restart_delay(child, now)
+                child.restart_at = now + delay
+                log.error(
+                    f"{child.name} exited with {child.exit_code()}; restarting it in {delay:g}s",
+                    extra={
+                        "action": "up.child_restart",
+                        "child": child.name,
+                        "exit_code": child.exit_code(),
+                        "delay": delay,
+                        "restarts": child.restarts,
+                    },
+                )
+            elif now >= child.restart_at:
+                child.start(env)
+                log.warning(f"{child.name} started again", extra={"action": "up.child_restarted"})
 
     def _on_signal(self, signum: int, _frame: object) -> None:
         self.stopping.set()

@@ -40,6 +40,26 @@ def _transport_options(settings: Settings) -> dict[str, Any]:
     return options
 
 
+def _redbeat_redis(settings: Settings, redis_url: str) -> dict[str, Any]:
+    """Where beat keeps its schedule and lock: relay's Redis, or its Sentinel master."""
+    redis = settings.redis
+    if not redis.sentinels:
+        timeouts = {"socket_timeout": redis.socket_timeout, "socket_connect_timeout": 2.0}
+        return {"redbeat_redis_url": redis_url, "redbeat_redis_options": timeouts}
+    hosts = []
+    for item in redis.sentinels.split(","):
+        host, _, port = item.strip().rpartition(":")
+        hosts.append((host, int(port)))
+    return {
+        "redbeat_redis_url": "redis-sentinel://",
+        "redbeat_redis_options": {
+            "sentinels": hosts,
+            "service_name": redis.sentinel_master,
+            "socket_timeout": redis.socket_timeout,
+        },
+    }
+
+
 def check_visibility_timeout(settings: Settings) -> None:
     """Refuse a visibility timeout that would redeliver a task while it still runs."""
     longest = catalog.longest_time_limit()
@@ -97,10 +117,15 @@ def celery_config(settings: Settings, redis_url: str) -> dict[str, Any]:
             b.name: {"task": b.task, "schedule": b.every}
             for b in catalog.enabled_beat_entries(settings)
         },
-        "beat_scheduler": "redbeat.RedBeatScheduler",
-        "redbeat_redis_url": redis_url,
+        # RedBeat, made to survive Redis outages (relay.resilience.beat). Beat sleeps at most
+        # ``beat_max_interval`` between ticks and a standby polls the lock at that interval, so
+        # a standby takes over within seconds of the lock's expiry (the lock outlives a few
+        # missed ticks, never minutes).
+        "beat_scheduler": "relay.resilience.beat:ResilientScheduler",
+        "beat_max_loop_interval": settings.celery.beat_max_interval,
         "redbeat_key_prefix": "relay:beat:",
-        "redbeat_lock_timeout": 60,
+        "redbeat_lock_timeout": settings.celery.beat_lock_timeout,
+        **_redbeat_redis(settings, redis_url),
         "timezone": "UTC",
         "enable_utc": True,
         "include": list(catalog.TASK_MODULES),

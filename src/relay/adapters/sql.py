@@ -51,6 +51,9 @@ class Database:
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
         else:
             kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+            # An unreachable server fails a request in seconds (503), not after the OS's
+            # TCP timeout; a full pool likewise (sqlalchemy's TimeoutError is an outage too).
+            kwargs.update(connect_args={"connect_timeout": 5}, pool_timeout=10)
         self.engine: Engine = create_engine(url, **kwargs)
         if self.is_sqlite:
             _configure_sqlite(self.engine)

@@ -12,6 +12,7 @@ from werkzeug.exceptions import HTTPException
 
 from relay.api.input_guard import guard_request
 from relay.errors import RelayError
+from relay.resilience.outages import RETRY_AFTER, as_outage
 from relay.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,9 @@ def register_error_handlers(app: Flask) -> None:
         if exc.status == 401:
             response.headers["WWW-Authenticate"] = 'Bearer realm="relay"'
         retry_after = exc.details.get("retry_after") if isinstance(exc.details, dict) else None
-        if exc.status == 429 and retry_after is not None:
+        if exc.status == 503 and retry_after is None:
+            retry_after = RETRY_AFTER
+        if exc.status in (429, 503) and retry_after is not None:
             response.headers["Retry-After"] = str(retry_after)
         return response, exc.status
 
@@ -56,6 +59,11 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> tuple[Response, int]:
+        outage = as_outage(exc)
+        if outage is not None:
+            # Redis, the broker or the database is down: a 503 the client can retry, and the
+            # next request after recovery succeeds (the clients reconnect by themselves).
+            return _relay_error(outage)
         log.exception("unhandled error", extra={"action": "api.unhandled"})
         return jsonify(error_body("internal_error", "internal server error")), 500
 

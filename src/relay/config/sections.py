@@ -83,9 +83,30 @@ class CelerySettings(BaseModel):
         60.0, gt=0, description="Seconds without heartbeat before the reaper requeues a task"
     )
     lost_after: float = Field(
-        600.0,
+        60.0,
         gt=0,
         description="Seconds after publishing before an outbox task never started is resent",
+    )
+    beat_max_interval: float = Field(
+        5.0,
+        gt=0,
+        description="Most seconds beat sleeps between ticks; a standby polls the lock as often",
+    )
+    beat_lock_timeout: int = Field(
+        30,
+        gt=0,
+        description="Seconds beat's lock outlives its holder; a standby takes over after it",
+    )
+    outbox_max_attempts: int = Field(
+        20,
+        ge=1,
+        description="Failed publishes (broker outages not counted) before an outbox row "
+        "becomes a dead letter",
+    )
+    outbox_max_age: float = Field(
+        86400.0,
+        gt=0,
+        description="Seconds an outbox row may stay unpublished before it becomes a dead letter",
     )
     outbox_grace_seconds: float = Field(
         10.0,

@@ -14,13 +14,13 @@ be published twice; the task side applies an idempotency key at most once
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
-from typing import Any, Protocol
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol, cast
 
 from kombu.exceptions import OperationalError
-from sqlalchemy import event, inspect, select, update
+from sqlalchemy import CursorResult, event, inspect, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, SessionTransaction
 
@@ -29,12 +29,22 @@ from relay.adapters.sql import Database
 from relay.background import Background, Batcher
 from relay.catalog import task_spec
 from relay.errors import InfrastructureError
-from relay.models import OutboxMessage, OutboxStatus, TaskRecord, TaskStatus, new_id, utcnow
+from relay.models import (
+    DeadLetter,
+    OutboxMessage,
+    OutboxStatus,
+    TaskRecord,
+    TaskStatus,
+    new_id,
+    utcnow,
+)
 
 log = logging.getLogger(__name__)
 
 _PENDING = "relay_outbox_pending"
 # A broker that refuses one message refuses the next one too: stop the batch, the relay retries.
+# Dead-letter reason of an outbox row that could not be published.
+UNPUBLISHABLE = "unpublishable"
 _BROKER_DOWN = (InfrastructureError, OperationalError, ConnectionError, TimeoutError, OSError)
 
 
@@ -44,6 +54,8 @@ class SendResult:
 
     sent: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    # Failed (or not attempted) because the broker was down: not the row's fault.
+    outage: set[str] = field(default_factory=set)
 
 
 class Route(Protocol):
@@ -93,8 +105,10 @@ class OutboxSender:
                 )
                 result.failed[row.id] = f"{type(exc).__name__}: {exc}"[:1000]
                 if isinstance(exc, _BROKER_DOWN):
+                    result.outage.add(row.id)
                     for rest in rows[index + 1 :]:
                         result.failed[rest.id] = "not attempted: broker unavailable"
+                        result.outage.add(rest.id)
                     break
                 continue
             result.sent.append(row.id)
@@ -211,8 +225,21 @@ class Outbox:
 
     # --- relay ----------------------------------------------------------------------------------
 
-    def relay_pending(self, grace_seconds: float = 10.0, batch: int = 500) -> int:
+    def relay_pending(
+        self,
+        grace_seconds: float = 10.0,
+        batch: int = 500,
+        *,
+        max_attempts: int | None = None,
+        max_age: float | None = None,
+        on_dead: Callable[[list[str]], None] | None = None,
+    ) -> int:
         """Republish rows committed more than ``grace_seconds`` ago but never marked sent.
+
+        A row that cannot be published is not retried forever: after ``max_attempts`` failed
+        publishes of its own (a broker outage does not count: that is no fault of the row) or
+        once older than ``max_age`` seconds, it becomes ``dead`` with a dead letter
+        (``unpublishable``; replay re-enqueues it) and ``on_dead`` hears of its id.
 
         Returns how many rows were sent. The rows are read, published outside any transaction
         (a broker that is down may take its whole timeout per batch, and a transaction held that
@@ -242,16 +269,21 @@ class Outbox:
                 session.expunge_all()
             result = self._send(rows) if rows else SendResult()
             sent, now = set(result.sent), utcnow()
+            dead: list[str] = []
             if rows:
                 after = (rows[-1].created_at, rows[-1].id)
                 with self.db.transaction() as session:
                     for row in rows:
                         values: dict[str, Any] = {"attempts": OutboxMessage.attempts + 1}
+                        ends = False
                         if row.id in sent:
                             values.update(status=OutboxStatus.SENT, sent_at=now, last_error=None)
                         else:
                             values["last_error"] = result.failed.get(row.id)
-                        session.execute(
+                            ends = _dead_end(row, result, now, max_attempts, max_age)
+                            if ends:
+                                values["status"] = OutboxStatus.DEAD
+                        changed = session.execute(
                             update(OutboxMessage)
                             .where(
                                 OutboxMessage.id == row.id,
@@ -259,6 +291,16 @@ class Outbox:
                             )
                             .values(**values)
                         )
+                        if ends and cast(CursorResult[Any], changed).rowcount == 1:
+                            session.add(_unpublishable(row, result.failed.get(row.id) or ""))
+                            dead.append(row.id)
+                if dead:
+                    log.error(
+                        "outbox rows could not be published; dead-lettered",
+                        extra={"action": "outbox.dead", "count": len(dead), "ids": dead[:20]},
+                    )
+                    if on_dead is not None:
+                        on_dead(dead)
                 for row in rows:
                     if row.id in sent:
                         self._sent_marks.add(row.id, _pending_record(row))
@@ -268,6 +310,41 @@ class Outbox:
         if total:
             log.info("outbox relayed", extra={"action": "outbox.relayed", "count": total})
         return total
+
+
+def _dead_end(
+    row: OutboxMessage,
+    result: SendResult,
+    now: datetime,
+    max_attempts: int | None,
+    max_age: float | None,
+) -> bool:
+    """Whether a row whose publish failed is given up on (its attempts or its age)."""
+    created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
+    if max_age is not None and (now - created).total_seconds() > max_age:
+        return True
+    return (
+        max_attempts is not None
+        and row.id not in result.outage
+        and row.attempts + 1 >= max_attempts
+    )
+
+
+def _unpublishable(row: OutboxMessage, error: str) -> DeadLetter:
+    """The dead letter of an outbox row given up on (the row id is its task id)."""
+    return DeadLetter(
+        task_id=row.id,
+        task_name=row.task_name,
+        queue=row.queue,
+        tenant_id=row.tenant_id,
+        args=list(row.args),
+        kwargs=dict(row.kwargs),
+        headers=dict(row.headers),
+        reason=UNPUBLISHABLE,
+        error=f"the outbox could not publish it: {error}"[:10_000],
+        attempts=row.attempts + 1,
+        replay_of=row.headers.get("replay_of"),
+    )
 
 
 def outbox_row(

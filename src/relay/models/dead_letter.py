@@ -21,6 +21,9 @@ class DeadLetterReason(StrEnum):
     FATAL = "fatal"  # an error the retry policy says retrying cannot fix
     EXHAUSTED = "exhausted"  # retryable, but out of attempts
     TIME_LIMIT = "time_limit"  # killed by its hard time limit
+    WORKER_LOST = "worker_lost"  # its deliveries died with their worker as often as it may run
+    UNPUBLISHABLE = "unpublishable"  # the outbox could not publish it (attempts or age)
+    REJECTED = "rejected"  # the worker could not run the message (unknown task, bad arguments)
 
 
 class DeadLetter(IdMixin, Base):

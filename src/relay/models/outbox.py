@@ -21,6 +21,7 @@ class OutboxStatus(StrEnum):
 
     PENDING = "pending"
     SENT = "sent"
+    DEAD = "dead"  # given up on after its attempts or its age: a dead letter holds it
 
 
 class OutboxMessage(IdMixin, Base):

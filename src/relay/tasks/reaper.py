@@ -8,10 +8,15 @@ Three kinds of stranded work, each checked on every beat:
    letter (``worker_lost``).
 2. A task record still ``PENDING`` long after it was published (the outbox writes one for each
    message it sends): the message was lost in transit, for example popped from the Redis list by
-   a worker killed before it recorded it as unacked. When the target queue is empty, the task is
-   published again.
+   a worker killed before it recorded it as unacked, or reserved by a worker that died before
+   it recorded RECEIVED. Once the message no longer waits in its queue (the queue is empty, or
+   its oldest waiting message is younger than the record), the task is published again, so it
+   comes back within about a minute also on a busy queue.
 3. A document stuck in an in-progress indexing status past the indexing time limit: put back to
    ``waiting`` and indexed again.
+
+5. A record left at ``RETRY`` long past any retry delay (the retry's message was never
+   published, e.g. the broker was down): published again the same way.
 
 Each pass's transactions are database work only: Redis is asked before them, messages are sent
 after their commit, and dead letters are written in the same transaction (never a nested one).
@@ -20,8 +25,9 @@ after their commit, and dead letters are written in the same transaction (never 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
@@ -38,6 +44,7 @@ from relay.models import (
     Tenant,
     utcnow,
 )
+from relay.retry import INFRASTRUCTURE_POLICY
 from relay.services.document_status import transition
 from relay.services.run_streams import fail_lost_runs
 
@@ -71,7 +78,7 @@ class ReapReport:
 class Reaper:
     """One pass over stranded work; safe to run on several machines at once."""
 
-    def __init__(self, runtime: Runtime, batch: int = 200) -> None:
+    def __init__(self, runtime: Runtime, batch: int = 1000) -> None:
         self.runtime = runtime
         self.batch = batch
 
@@ -79,6 +86,7 @@ class Reaper:
         report = ReapReport()
         self._stale_tasks(report)
         self._lost_messages(report)
+        self._stuck_retries(report)
         self._stuck_documents(report)
         self._runs_without_worker(report)
         if any(vars(report).values()):
@@ -144,7 +152,6 @@ class Reaper:
 
     def _lost_messages(self, report: ReapReport) -> None:
         cutoff = utcnow() - timedelta(seconds=self.runtime.settings.celery.lost_after)
-        db = self.runtime.db
         pending = (
             select(TaskRecord)
             .where(TaskRecord.status == TaskStatus.PENDING)
@@ -152,29 +159,81 @@ class Reaper:
             # The fair dispatcher holds those back on purpose; its own tick recovers them.
             .where(TaskRecord.queue.not_in(FAIR_QUEUES))
         )
+        report.resent += self._resend_gone(pending)
+
+    # --- 5. retries never delivered -------------------------------------------------------------
+
+    def _stuck_retries(self, report: ReapReport) -> None:
+        """Records at RETRY long past any retry delay: the retry's message was never published
+        (the broker was down when the task asked for it) or was lost with the worker holding
+        it. Sent again, like a lost message, once it is no longer waiting in its queue."""
+        longest = max(
+            INFRASTRUCTURE_POLICY.max_delay, max(spec.retry.max_delay for spec in catalog.TASKS)
+        )
+        cutoff = utcnow() - timedelta(seconds=longest + self.runtime.settings.celery.lost_after)
+        stuck = (
+            select(TaskRecord)
+            .where(TaskRecord.status == TaskStatus.RETRY)
+            .where(TaskRecord.updated_at < cutoff)
+            .where(TaskRecord.queue.not_in(FAIR_QUEUES))
+        )
+        report.resent += self._resend_gone(stuck)
+
+    def _resend_gone(self, stranded: Any) -> int:
+        """Publish again the records of ``stranded`` whose message is no longer in its queue.
+
+        On a busy queue a message may wait a long time: it is still there while the oldest
+        message waiting in the queue was sent before the record's last update. Only when the
+        oldest waiting message is younger (or the queue is empty) is the record's message gone.
+        """
+        db = self.runtime.db
         with db.session() as session:
             candidates = list(
                 session.execute(
-                    pending.with_only_columns(TaskRecord.id, TaskRecord.queue)
+                    stranded.with_only_columns(
+                        TaskRecord.id, TaskRecord.queue, TaskRecord.updated_at
+                    )
                     .order_by(TaskRecord.updated_at)
                     .limit(self.batch)
                 )
             )
-        # Queue lengths are Redis calls: asked between the read and the write transaction.
-        lengths = {queue: self._queue_length(queue) for queue in {q for _, q in candidates}}
-        ids = [task_id for task_id, queue in candidates if not lengths[queue]]
+        if not candidates:
+            return 0
+        # Queue state is Redis: asked between the read and the write transaction.
+        queues = {queue for _, queue, _ in candidates}
+        oldest = self._oldest_sent(queues)
+        ids = [
+            task_id
+            for task_id, queue, updated in candidates
+            if _gone(oldest.get(queue, 0.0), updated)
+        ]
         if not ids:
-            return  # what is queued may still be waiting its turn; look again next pass
+            return 0  # what is queued may still be waiting its turn; look again next pass
         sends: list[_Send] = []
         with db.transaction() as session:
-            query = pending.where(TaskRecord.id.in_(ids))
+            query = stranded.where(TaskRecord.id.in_(ids))
             if not db.is_sqlite:
                 query = query.with_for_update(skip_locked=True)
             for record in session.scalars(query):
                 sends.append(_Send.of(record))
+                record.status = TaskStatus.PENDING
                 record.updated_at = utcnow()
-        report.resent += len(sends)
         self._send_all(sends)
+        return len(sends)
+
+    def _oldest_sent(self, queues: set[str]) -> dict[str, float | None]:
+        """Per queue: when its oldest waiting message was sent, ``None`` when the queue is empty,
+        ``0.0`` when messages wait but their age cannot be read (then nothing counts as gone)."""
+        now = time.time()
+        ages = self.runtime.queues.oldest_ages(now)
+        result: dict[str, float | None] = {}
+        for queue in queues:
+            if not self._queue_length(queue):
+                result[queue] = None
+                continue
+            age = ages.get(queue)
+            result[queue] = now - age if age is not None else 0.0
+        return result
 
     def _queue_length(self, queue: str) -> int:
         return self.runtime.queues.length(queue)
@@ -240,6 +299,21 @@ class Reaper:
                     "reaper could not resend a task; the next pass tries again",
                     extra={"action": "reaper.send_failed", "task_id": send.task_id},
                 )
+
+
+# Seconds between a record's update and its message's publish stamp that still count as the same
+# message (the outbox writes the record, then publishes).
+_SLACK = 5.0
+
+
+def _gone(oldest_sent: float | None, updated_at: datetime) -> bool:
+    """Whether a message published at ``updated_at`` has left a queue whose oldest waiting
+    message was sent at ``oldest_sent`` (``None``: the queue is empty)."""
+    if oldest_sent is None:
+        return True
+    if updated_at.tzinfo is None:
+        updated_at = updated_at.replace(tzinfo=UTC)
+    return oldest_sent > updated_at.timestamp() + _SLACK
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from relay.adapters.sql import Database
 from relay.monitoring.presence import PresenceHeartbeat
 from relay.scheduling.dispatcher import HEADER as FAIR_HEADER
 from relay.worker.lifecycle import TaskLifecycle
+from relay.worker.rejects import install_reject_hooks
 
 
 def consumed_queues(consumer: Any) -> list[str]:
@@ -76,6 +77,7 @@ def install_worker_hooks(celery: Any, db: Database, lifecycle: TaskLifecycle) ->
             worker=request.hostname or "",
         )
 
+    install_reject_hooks(celery, lifecycle)
     uid = f"relay-{id(celery)}"
     signals.worker_process_init.connect(on_process_init, weak=False, dispatch_uid=uid + "-init")
     signals.task_received.connect(on_received, weak=False, dispatch_uid=uid + "-received")

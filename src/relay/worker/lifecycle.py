@@ -20,7 +20,8 @@ from relay.adapters.sql import Database
 from relay.background import Background, Batcher
 from relay.events.outbox import Outbox
 from relay.models import TaskStatus, utcnow
-from relay.retry import RetryDecision, RetryPolicy, Verdict
+from relay.resilience.outages import is_outage
+from relay.retry import INFRASTRUCTURE_POLICY, RetryDecision, RetryPolicy, Verdict
 from relay.worker.deadletter import DeadLetters
 from relay.worker.middleware import Proceed, TaskCall, TaskMiddleware
 from relay.worker.records import RecordWriter
@@ -216,13 +217,24 @@ class TaskLifecycle(TaskMiddleware):
 
 
 class RetryPolicyMiddleware(TaskMiddleware):
-    """Judges a failure by the task's ``RetryPolicy`` (out of time: dead, never retried)."""
+    """Judges a failure by the task's ``RetryPolicy`` (out of time: dead, never retried).
+
+    An outage of Redis, the broker or the database is retried on ``INFRASTRUCTURE_POLICY``
+    (backoff up to minutes) by every task that retries at all: a restart must not burn a
+    task's attempts in seconds. Deliveries that died with their worker end as ``worker_lost``.
+    """
 
     def decide(self, call: TaskCall, error: BaseException) -> RetryDecision:
         if ran_out_of_time(error):
             # Out of time: the task had its chance to clean up; running it again would too.
             return RetryDecision(Verdict.DEAD, reason="time_limit")
+        reason = getattr(error, "dead_reason", None)
+        if isinstance(reason, str):
+            # Errors that name their own end (deliveries lost with workers, a rejected message).
+            return RetryDecision(Verdict.DEAD, reason=reason)
         policy: RetryPolicy = call.task.retry_policy or call.task.spec.retry
+        if policy.max_attempts > 1 and is_outage(error):
+            return INFRASTRUCTURE_POLICY.decide(error, call.attempt)
         return policy.decide(error, call.attempt)
 
 

@@ -1,0 +1,149 @@
+"""Deliveries that never ended count as attempts: a task that kills its worker reaches the dead
+letters instead of looping.
+
+Celery's attempt number is ``request.retries``, which only a retry the task asked for raises. A
+message whose worker dies mid-task (SIGKILL, OOM, a segfault in a native library) is delivered
+again with the same number, forever. ``DeliveryGuard`` counts, per task id and in Redis, the
+deliveries that started and have not ended yet: each execution adds one when it starts and takes
+it back when it ends with any outcome. What is left when the next delivery starts are the
+deliveries that died; they are added to the attempt number, and once they reach the task's
+``max_attempts`` the delivery is not run but dead-lettered (reason ``worker_lost``).
+
+When Redis cannot be reached the count is skipped (the task runs on ``request.retries`` alone):
+a counter must never be the reason a task does not run.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any, Protocol
+
+import redis
+
+from relay.errors import TaskError
+from relay.resilience.outages import is_outage
+from relay.retry import RetryPolicy
+from relay.worker.middleware import Proceed, TaskCall, TaskMiddleware
+
+log = logging.getLogger(__name__)
+
+_COUNTED = "relay.delivery_counted"
+# Long enough for any retry schedule (the infrastructure policy spans about ten minutes).
+_TTL = 7 * 24 * 3600
+
+
+class DeliveriesExhausted(TaskError):
+    """Earlier deliveries of this task died with their worker as often as it may run."""
+
+    code = "worker_lost"
+    dead_reason = "worker_lost"
+
+
+class DeliveryCounts(Protocol):
+    def begin(self, task_id: str) -> int:
+        """Count a delivery that starts; returns the unfinished deliveries, this one included."""
+
+    def end(self, task_id: str) -> None:
+        """A delivery ended with an outcome."""
+
+
+class RedisDeliveryCounts:
+    """Unfinished deliveries per task id in Redis (``relay:deliveries:<id>``)."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+
+    @staticmethod
+    def key(task_id: str) -> str:
+        return f"relay:deliveries:{task_id}"
+
+    def begin(self, task_id: str) -> int:
+        with self.client.pipeline() as pipe:
+            pipe.incr(self.key(task_id))
+            pipe.expire(self.key(task_id), _TTL)
+            count, _ = pipe.execute()
+        return int(count)
+
+    def end(self, task_id: str) -> None:
+        if int(self.client.decr(self.key(task_id))) <= 0:
+            self.client.delete(self.key(task_id))
+
+
+class MemoryDeliveryCounts:
+    """In-process counts (unit tests, eager apps)."""
+
+    def __init__(self) -> None:
+        self._counts: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def begin(self, task_id: str) -> int:
+        with self._lock:
+            self._counts[task_id] = self._counts.get(task_id, 0) + 1
+            return self._counts[task_id]
+
+    def end(self, task_id: str) -> None:
+        with self._lock:
+            left = self._counts.get(task_id, 0) - 1
+            if left > 0:
+                self._counts[task_id] = left
+            else:
+                self._counts.pop(task_id, None)
+
+
+class DeliveryGuard(TaskMiddleware):
+    """Adds deliveries that died to the attempt number; refuses to run past ``max_attempts``.
+
+    Registered inside the fair lease, so a copy the scheduler drops is not counted.
+    """
+
+    def __init__(self, counts: DeliveryCounts) -> None:
+        self.counts = counts
+
+    def around(self, call: TaskCall, proceed: Proceed) -> Any:
+        try:
+            unfinished = self.counts.begin(call.task_id)
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            log.warning(
+                "delivery count unavailable; attempts come from retries only",
+                extra={"action": "task.deliveries_unavailable", "task_id": call.task_id},
+            )
+            return proceed()
+        call.context[_COUNTED] = True
+        lost = unfinished - 1
+        if lost > 0:
+            call.attempt += lost
+            policy: RetryPolicy = call.task.retry_policy or call.task.spec.retry
+            if lost >= policy.max_attempts:
+                raise DeliveriesExhausted(
+                    f"{lost} deliveries of this task ended with their worker "
+                    f"(it may run {policy.max_attempts} times)"
+                )
+        return proceed()
+
+    def _end(self, call: TaskCall) -> None:
+        if not call.context.pop(_COUNTED, False):
+            return
+        try:
+            self.counts.end(call.task_id)
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            log.warning(
+                "delivery count not closed (Redis unavailable)",
+                extra={"action": "task.deliveries_unavailable", "task_id": call.task_id},
+            )
+
+    def on_success(self, call: TaskCall, result: Any) -> None:
+        self._end(call)
+
+    def on_retry(self, call: TaskCall, error: BaseException, decision: Any) -> None:
+        self._end(call)
+
+    def on_dead(self, call: TaskCall, error: BaseException, decision: Any) -> None:
+        self._end(call)
+
+    def on_abandon(self, call: TaskCall, reason: BaseException) -> None:
+        self._end(call)

@@ -1,0 +1,81 @@
+"""While Redis is down the API answers 503 with Retry-After and a JSON body, never 500; once
+Redis is back the same process serves again without a restart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from relay.config import Settings
+from tests.integration.test_api_support import Api, TenantCredentials, admin_api
+from tests.outages import OwnPostgres, OwnRedis
+
+PROBES: list[tuple[str, str, dict[str, Any] | None]] = [
+    ("POST", "/v1/ping-task", {"message": "outage"}),
+    ("POST", "/v1/apps", {"name": "during the outage", "mode": "chat"}),
+    ("GET", "/v1/apps", None),
+    ("POST", "/v1/datasets", {"name": "docs"}),
+]
+
+
+def _probe(api: Api, tenant: TenantCredentials) -> list[tuple[str, int, Any]]:
+    answers = []
+    for method, path, body in PROBES:
+        response = api.call(method, path, tenant, json=body)
+        answers.append((f"{method} {path}", response.status_code, response))
+    return answers
+
+
+def test_redis_outage_is_a_503_and_recovery_needs_no_restart(
+    settings: Settings, tmp_path: Path
+) -> None:
+    server = OwnRedis(tmp_path / "redis").start()
+    own = settings.model_copy(
+        update={"redis": settings.redis.model_copy(update={"url": server.url})}
+    )
+    try:
+        with admin_api(own) as api:
+            tenant = api.create_tenant()
+            assert [a[:2] for a in _probe(api, tenant) if a[1] >= 300] == []
+
+            server.kill()
+            answers = _probe(api, tenant)
+            assert not [a for a in answers if a[1] >= 500 and a[1] != 503], answers
+            unavailable = [response for _, status, response in answers if status == 503]
+            assert unavailable, "nothing needed Redis?"
+            for response in unavailable:
+                assert response.headers["Retry-After"].isdigit()
+                assert response.json["code"].endswith("unavailable")
+
+            server.start()
+            assert [a[:2] for a in _probe(api, tenant) if a[1] >= 300] == []
+    finally:
+        server.stop()
+
+
+def test_database_outage_is_a_503_and_recovery_needs_no_restart(settings: Settings) -> None:
+    from relay.migrations import upgrade
+
+    server = OwnPostgres().init().start()
+    own = settings.model_copy(
+        update={"database": settings.database.model_copy(update={"url": server.url})}
+    )
+    try:
+        upgrade(server.url)
+        with admin_api(own) as api:
+            tenant = api.create_tenant()
+            assert [a[:2] for a in _probe(api, tenant) if a[1] >= 300] == []
+
+            server.stop()  # immediate: like a crash, every pooled connection is cut
+            answers = _probe(api, tenant)
+            # The ping task needs no database: it keeps working; the rest are 503, never 500.
+            assert [a[:2] for a in answers if a[1] != 503] == [("POST /v1/ping-task", 202)]
+            for _, status, response in answers:
+                if status == 503:
+                    assert response.headers["Retry-After"].isdigit()
+                    assert response.json["code"] == "database_unavailable"
+
+            server.start()
+            assert [a[:2] for a in _probe(api, tenant) if a[1] >= 300] == []
+    finally:
+        server.remove()
