@@ -212,6 +212,7 @@ class Supervisor:
                     f"port {port} on {host} is in use ({exc.strerror}); set RELAY_API_PORT "
                     "to another port"
                 ) from None
+
     def _keep_alive(self, env: dict[str, str]) -> None:
         """Start again what died: the embedded Redis first, then children after their backoff."""
         if self.embedded is not None and self.embedded.owned and not self.embedded.alive():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -26,13 +27,15 @@ def _children(proc: subprocess.Popen[str], marker: str) -> list[psutil.Process]:
     return found
 
 
-def _ping(base: str) -> bool:
+def _ping(base: str, key: dict[str, str]) -> bool:
     try:
-        response = httpx.post(base + "/v1/ping-task", json={"message": "again"}, timeout=5)
+        response = httpx.post(
+            base + "/v1/ping-task", json={"message": "again"}, headers=key, timeout=5
+        )
         if response.status_code != 202 and response.status_code != 200:
             return False
         task_id = response.json()["task_id"]
-        result = httpx.get(f"{base}/v1/tasks/{task_id}?wait=10", timeout=15).json()
+        result = httpx.get(f"{base}/v1/tasks/{task_id}?wait=10", headers=key, timeout=15).json()
         return bool(result.get("state") == "SUCCESS")
     except (httpx.HTTPError, ValueError, KeyError):
         return False
@@ -54,6 +57,15 @@ def test_dead_children_and_redis_are_restarted(tmp_path: Path) -> None:
     base = f"http://127.0.0.1:{port}"
     try:
         wait_until(lambda: "relay is up" in log_path.read_text(), timeout=90, what="relay up")
+        created = subprocess.run(
+            [sys.executable, "-m", "relay", "tenants", "create", "--name", "restarts", "--json"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        key = {"Authorization": "Bearer " + json.loads(created.stdout)["api_key"]}
         beat = _children(proc, "relay beat")
         redis_server = _children(proc, "redis-server")
         assert len(beat) == 1
@@ -76,7 +88,7 @@ def test_dead_children_and_redis_are_restarted(tmp_path: Path) -> None:
             what="a new redis-server",
         )
         # The worker and the API reconnect by themselves: a task goes round trip again.
-        wait_until(lambda: _ping(base), timeout=60, what="a ping task after the restarts")
+        wait_until(lambda: _ping(base, key), timeout=60, what="a ping task after the restarts")
         assert proc.poll() is None
     finally:
         proc.send_signal(signal.SIGTERM)
