@@ -25,6 +25,7 @@ from relay.config import Settings
 from relay.errors import TaskError
 from relay.events.bus import EventBus
 from relay.events.outbox import Outbox
+from relay.monitoring.errors_reporting import ErrorReporter
 from relay.monitoring.health import HealthChecker
 from relay.monitoring.presence import WorkerPresence
 from relay.monitoring.queues import QueueMonitor
@@ -62,6 +63,7 @@ class Runtime:
     presence: WorkerPresence
     queues: QueueMonitor
     health: HealthChecker
+    errors: ErrorReporter
     embedded_redis: EmbeddedRedis | None = None
     _closed: bool = field(default=False, repr=False)
 

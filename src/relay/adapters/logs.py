@@ -1,4 +1,5 @@
-"""Structured logging: one JSON object per line with a stable ``action`` key.
+"""Structured logging: one JSON object per line with a stable ``action`` key (and the trace and
+span ids of the current span, when tracing is on).
 
 Secrets never reach the log: passwords inside URLs are masked in every message and field.
 """
@@ -12,6 +13,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from relay.adapters.tracing import current_ids
 from relay.config import Settings
 
 _URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):[^@/\s]+@", re.I)
@@ -43,12 +45,30 @@ class JsonFormatter(logging.Formatter):
             "action": getattr(record, "action", record.name),
             "message": redact(record.getMessage()),
         }
+        ids = current_ids()
+        if ids is not None:  # the line joins its trace in the tracing backend
+            payload["trace_id"], payload["span_id"] = ids
         for key, value in vars(record).items():
             if key not in _RESERVED and key != "action" and not key.startswith("_"):
                 payload[key] = _clean(key, value)
         if record.exc_info:
             payload["traceback"] = redact(self.formatException(record.exc_info))
         return json.dumps(payload, default=str)
+
+
+class HideTaskArguments(logging.Filter):
+    """Celery's task logs (``celery.app.trace``) carry the task's arguments in ``data``: they may
+    hold user content or secrets, so they are replaced before any handler formats the record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        data = getattr(record, "data", None)
+        if isinstance(data, dict):
+            record.data = {
+                k: ("<hidden>" if k in ("args", "kwargs") else v) for k, v in data.items()
+            }
+            if isinstance(record.args, dict):
+                record.args = record.data
+        return True
 
 
 class PlainFormatter(logging.Formatter):
@@ -71,5 +91,8 @@ def init_logging(settings: Settings) -> None:
     else:
         handler.setFormatter(PlainFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root.setLevel(settings.log.level)
+    trace_log = logging.getLogger("celery.app.trace")
+    if not any(isinstance(f, HideTaskArguments) for f in trace_log.filters):
+        trace_log.addFilter(HideTaskArguments())
     for noisy in ("urllib3", "httpx", "httpcore", "amqp", "kombu"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
