@@ -63,11 +63,10 @@ class HideTaskArguments(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         data = getattr(record, "data", None)
         if isinstance(data, dict):
-            record.data = {
-                k: ("<hidden>" if k in ("args", "kwargs") else v) for k, v in data.items()
-            }
+            hidden = {k: ("<hidden>" if k in ("args", "kwargs") else v) for k, v in data.items()}
+            record.data = hidden
             if isinstance(record.args, dict):
-                record.args = record.data
+                record.args = hidden
         return True
 
 
