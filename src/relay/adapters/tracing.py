@@ -26,14 +26,33 @@ CONTEXT_HEADERS = ("traceparent", "tracestate")
 _KINDS = ("internal", "server", "client", "producer", "consumer")
 
 
+# A provider that takes precedence over the global one (tests, embedding applications); the
+# global provider is set once per process by ``relay.monitoring.tracing.configure_tracing``.
+_PROVIDER: Any = None
+
+
 def available() -> bool:
     """True when OpenTelemetry's API is importable."""
     return trace is not None
 
 
+def use_provider(provider: Any) -> Any:
+    """Record spans with ``provider`` instead of the global one (``None``: back to the global
+    provider); returns the previous override."""
+    global _PROVIDER
+    previous, _PROVIDER = _PROVIDER, provider
+    return previous
+
+
+def provider() -> Any:
+    """The tracer provider spans go to (``None`` without OpenTelemetry)."""
+    if trace is None:
+        return None
+    return _PROVIDER if _PROVIDER is not None else trace.get_tracer_provider()
+
+
 def _tracer() -> Any:
-    assert trace is not None
-    return trace.get_tracer(TRACER_NAME)
+    return provider().get_tracer(TRACER_NAME)
 
 
 def _kind(kind: str) -> Any:

@@ -17,7 +17,7 @@ import os
 from typing import Any
 from urllib.parse import urlsplit
 
-from relay.adapters.tracing import end_span, start_span
+from relay.adapters.tracing import end_span, provider, start_span
 from relay.config import Settings
 from relay.workflow.events import (
     GraphEngineEvent,
@@ -59,8 +59,8 @@ def tracing_wanted(settings: Settings) -> bool:
 
 
 def sdk_installed() -> bool:
-    """True when an SDK tracer provider is the global one (spans are recorded)."""
-    return trace is not None and isinstance(trace.get_tracer_provider(), TracerProvider)
+    """True when spans go to an SDK tracer provider (they are recorded)."""
+    return trace is not None and isinstance(provider(), TracerProvider)
 
 
 def configure_tracing(settings: Settings) -> bool:
@@ -72,16 +72,16 @@ def configure_tracing(settings: Settings) -> bool:
                 extra={"action": "tracing.unavailable"},
             )
         return False
-    if sdk_installed():
+    if isinstance(trace.get_tracer_provider(), TracerProvider):
         return True
     if not tracing_wanted(settings):
         return False
     attributes = {}
     if not os.environ.get("OTEL_SERVICE_NAME"):
         attributes["service.name"] = settings.tracing.service_name
-    provider = TracerProvider(resource=Resource.create(attributes))
-    provider.add_span_processor(BatchSpanProcessor(_exporter()))
-    trace.set_tracer_provider(provider)
+    sdk = TracerProvider(resource=Resource.create(attributes))
+    sdk.add_span_processor(BatchSpanProcessor(_exporter()))
+    trace.set_tracer_provider(sdk)
     log.info("tracing on", extra={"action": "tracing.configured"})
     return True
 
@@ -99,9 +99,9 @@ def flush_tracing(timeout_ms: int = 5000) -> None:
     """Export buffered spans now (a pool child about to exit, a command about to end)."""
     if trace is None:
         return
-    provider = trace.get_tracer_provider()
-    if isinstance(provider, TracerProvider):
-        provider.force_flush(timeout_ms)
+    current = provider()
+    if isinstance(current, TracerProvider):
+        current.force_flush(timeout_ms)
 
 
 def instrument_flask(app: Any) -> bool:
@@ -112,7 +112,9 @@ def instrument_flask(app: Any) -> bool:
     from opentelemetry.instrumentation.flask import FlaskInstrumentor
 
     # /metrics and /health are scraped every few seconds: spans for them would drown the rest.
-    FlaskInstrumentor.instrument_app(app, excluded_urls="/metrics,/health")  # type: ignore[no-untyped-call]
+    FlaskInstrumentor.instrument_app(  # type: ignore[no-untyped-call]
+        app, tracer_provider=provider(), excluded_urls="/metrics,/health"
+    )
     return True
 
 
