@@ -83,7 +83,6 @@ def init_error_reporting(settings: Settings) -> ErrorReporter:
         environment=settings.sentry.environment,
         release=settings.sentry.release,
         traces_sample_rate=settings.sentry.traces_sample_rate,
-        send_default_pii=False,
         include_local_variables=False,
         max_request_body_size="never",
         # Only the integrations relay chose: Celery's and Flask's would report retries and
