@@ -32,6 +32,7 @@ from relay.events.handlers import register_handlers
 from relay.events.outbox import Outbox
 from relay.monitoring.errors_reporting import init_error_reporting
 from relay.monitoring.health import HealthChecker
+from relay.monitoring.levels import ReadinessChecker
 from relay.monitoring.presence import WorkerPresence
 from relay.monitoring.queues import QueueMonitor
 from relay.monitoring.task_metrics import TaskStats, TaskStatsCollector
@@ -125,6 +126,14 @@ def create_runtime(settings: Settings) -> Runtime:
         queues=QueueMonitor(celery, client),
         health=HealthChecker(client, db, presence, settings.workflow.code_sandbox),
         errors=errors,
+        readiness=ReadinessChecker(
+            client,
+            db,
+            presence,
+            bus,
+            var_dir=settings.var_dir,
+            code_sandbox=settings.workflow.code_sandbox,
+        ),
         embedded_redis=embedded,
     )
     _task_chain(runtime)

@@ -27,6 +27,7 @@ from relay.events.bus import EventBus
 from relay.events.outbox import Outbox
 from relay.monitoring.errors_reporting import ErrorReporter
 from relay.monitoring.health import HealthChecker
+from relay.monitoring.levels import ReadinessChecker
 from relay.monitoring.presence import WorkerPresence
 from relay.monitoring.queues import QueueMonitor
 from relay.monitoring.task_metrics import TaskStats
@@ -64,6 +65,7 @@ class Runtime:
     queues: QueueMonitor
     health: HealthChecker
     errors: ErrorReporter
+    readiness: ReadinessChecker
     embedded_redis: EmbeddedRedis | None = None
     _closed: bool = field(default=False, repr=False)
 
