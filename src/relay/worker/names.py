@@ -16,7 +16,7 @@ from relay import catalog
 
 # Longer queue lists are shortened to a digest: node names end up in Redis keys and UI columns.
 _MAX_LABEL = 48
-_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.+-]")
 
 
 def queue_label(queues: Iterable[str]) -> str:
