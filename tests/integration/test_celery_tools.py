@@ -174,6 +174,11 @@ def test_celery_cli_and_events_see_a_relay_worker_and_its_tasks(
         sent = next(e for e in events.events if e["type"] == "task-sent")
         assert sent["name"] == catalog.PING.name
         assert sent["queue"] == "monitor"
+        # Events show that there are arguments, never what they are.
+        received = next(e for e in events.events if e["type"] == "task-received")
+        for event in (sent, received):
+            assert event["args"] == "<1 argument(s) hidden>"
+            assert "events" not in event["args"] + event["kwargs"]
 
 
 def test_task_events_can_be_turned_off(settings: Settings) -> None:
