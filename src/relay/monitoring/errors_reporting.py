@@ -64,6 +64,12 @@ class ErrorReporter:
             sentry_sdk.flush(timeout=timeout)
 
 
+def flush_reports(timeout: float = 2.0) -> None:
+    """Send queued reports of this process now (a pool child about to exit)."""
+    if sentry_sdk is not None and sentry_sdk.get_client().is_active():
+        sentry_sdk.flush(timeout=timeout)
+
+
 def init_error_reporting(settings: Settings) -> ErrorReporter:
     """Initialise sentry-sdk once per process from ``settings.sentry``; the reporter to use."""
     dsn = settings.sentry.dsn
