@@ -7,6 +7,7 @@ from flask import Flask
 from relay.api import register_api
 from relay.composition import create_runtime
 from relay.config import Settings, load_settings
+from relay.monitoring.tracing import instrument_flask
 from relay.runtime import Runtime
 
 
@@ -21,4 +22,5 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["relay"] = runtime
     register_api(app)
+    instrument_flask(app)  # a server span per request when tracing is on
     return app

@@ -94,7 +94,12 @@ def api() -> None:
 @click.option("--queues", "-Q", default="all", show_default=True, help="Comma-separated, or 'all'")
 @click.option("--concurrency", "-c", type=int, default=None, help="Worker processes")
 @click.option("--pool", default="prefork", show_default=True)
-@click.option("--hostname", "-n", default=None, help="Worker node name")
+@click.option(
+    "--hostname",
+    "-n",
+    default=None,
+    help="Worker node name (default relay-<queues>@<host>; set it for a 2nd worker on one host)",
+)
 @click.option(
     "--include", "-I", multiple=True, help="Extra module to import (your own tasks, probes)"
 )
@@ -110,6 +115,7 @@ def worker(
     """Run a Celery worker on the given queues."""
     from relay.composition import create_runtime
     from relay.worker.hooks import install_worker_hooks
+    from relay.worker.names import node_name
 
     settings = _settings()
     names = catalog.queue_names() if queues == "all" else [q.strip() for q in queues.split(",")]
@@ -123,7 +129,8 @@ def worker(
         "--queues", ",".join(names),
         "--concurrency", str(concurrency or settings.celery.concurrency),
         "--pool", pool,
-        "--hostname", hostname or f"relay-{os.getpid()}@{socket.gethostname()}",
+        # Stable across restarts (host + queue set), so Celery's tools see one worker, not many.
+        "--hostname", hostname or node_name(names, socket.gethostname()),
         "--loglevel", settings.log.level,
         "--without-mingle",
         "--without-gossip",

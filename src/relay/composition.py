@@ -30,10 +30,13 @@ from relay.events.bus import EventBus
 from relay.events.counters import RedisEventCounters
 from relay.events.handlers import register_handlers
 from relay.events.outbox import Outbox
+from relay.monitoring.errors_reporting import init_error_reporting
 from relay.monitoring.health import HealthChecker
+from relay.monitoring.levels import ReadinessChecker
 from relay.monitoring.presence import WorkerPresence
 from relay.monitoring.queues import QueueMonitor
 from relay.monitoring.task_metrics import TaskStats, TaskStatsCollector
+from relay.monitoring.tracing import configure_tracing
 from relay.runtime import Runtime
 from relay.scheduling.admission import RedisAdmission
 from relay.scheduling.dispatcher import FairDispatcher
@@ -47,6 +50,7 @@ from relay.worker.effects import IdempotentEffects, SqlEffects
 from relay.worker.lifecycle import RetryPolicyMiddleware, TaskLifecycle
 from relay.worker.metrics import TaskMetrics
 from relay.worker.middleware import TaskChain
+from relay.worker.observability import ReportFailures, Traced
 from relay.worker.rejects import ArgumentCheck
 from relay.worker.standard import FairLease, Scoped, SentAt
 from relay.worker.task import passthrough_errors
@@ -71,6 +75,9 @@ def create_runtime(settings: Settings) -> Runtime:
     cannot start.
     """
     init_logging(settings)
+    # Before anything that opens spans or may fail: both are process-wide and idempotent.
+    configure_tracing(settings)
+    errors = init_error_reporting(settings)
     problems = settings.scheduling.problems(
         catalog.longest_time_limit(), settings.celery.visibility_timeout
     )
@@ -120,6 +127,15 @@ def create_runtime(settings: Settings) -> Runtime:
         presence=presence,
         queues=QueueMonitor(celery, client),
         health=HealthChecker(client, db, presence, settings.workflow.code_sandbox),
+        errors=errors,
+        readiness=ReadinessChecker(
+            client,
+            db,
+            presence,
+            bus,
+            var_dir=settings.var_dir,
+            code_sandbox=settings.workflow.code_sandbox,
+        ),
         embedded_redis=embedded,
     )
     _task_chain(runtime)
@@ -137,6 +153,8 @@ def _task_chain(runtime: Runtime) -> None:
     """The task middlewares, outermost first."""
     runtime.chain.use(
         SentAt(),
+        # Outermost after the stamp: everything the task does (records, logs) is in its span.
+        Traced(),
         Scoped(lambda _call: runtime.activate()),
         RetryPolicyMiddleware(),
         TaskMetrics(runtime.task_stats),
@@ -148,6 +166,7 @@ def _task_chain(runtime: Runtime) -> None:
         # Inside the lease: only the copy the scheduler lets run is recorded as started.
         runtime.lifecycle,
         IdempotentEffects(SqlEffects(runtime.db)),
+        ReportFailures(runtime.errors),
     )
 
 

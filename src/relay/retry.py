@@ -28,9 +28,19 @@ class FatalTaskError(TaskError):
     """A failure no retry can fix (bad input, a rejected address): dead-letter at once."""
 
 
+class OutcomeFailed(TaskError):
+    """The task ran to its end and the work it carried failed (a workflow run whose graph failed).
+
+    Celery records FAILURE, so its tools show the failure; there is no retry and no dead letter,
+    because running the same work again fails the same way and an operator has nothing to
+    replay: the failure belongs to the work's own record (e.g. the workflow run's).
+    """
+
+
 class Verdict(StrEnum):
     RETRY = "retry"
     DEAD = "dead"
+    FAILED = "failed"  # an ``OutcomeFailed``: no retry, no dead letter
 
 
 @dataclass(frozen=True)
@@ -76,6 +86,8 @@ class RetryPolicy:
         self, error: BaseException, attempt: int, rng: random.Random | None = None
     ) -> RetryDecision:
         """The decision after run number ``attempt`` failed with ``error``."""
+        if isinstance(error, OutcomeFailed):
+            return RetryDecision(Verdict.FAILED, reason="outcome_failed")
         if isinstance(error, FatalTaskError) or (
             self.fatal_on and isinstance(error, self.fatal_on)
         ):

@@ -25,7 +25,9 @@ from relay.config import Settings
 from relay.errors import TaskError
 from relay.events.bus import EventBus
 from relay.events.outbox import Outbox
+from relay.monitoring.errors_reporting import ErrorReporter
 from relay.monitoring.health import HealthChecker
+from relay.monitoring.levels import ReadinessChecker
 from relay.monitoring.presence import WorkerPresence
 from relay.monitoring.queues import QueueMonitor
 from relay.monitoring.task_metrics import TaskStats
@@ -62,6 +64,8 @@ class Runtime:
     presence: WorkerPresence
     queues: QueueMonitor
     health: HealthChecker
+    errors: ErrorReporter
+    readiness: ReadinessChecker
     embedded_redis: EmbeddedRedis | None = None
     _closed: bool = field(default=False, repr=False)
 

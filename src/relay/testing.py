@@ -33,7 +33,7 @@ from typing import Any
 
 from relay.events.counters import InMemoryEventCounters
 from relay.models import TaskStatus, utcnow
-from relay.retry import RetryDecision
+from relay.retry import RetryDecision, Verdict
 from relay.scheduling.admission import InMemoryAdmission
 from relay.scheduling.tenant_queue_memory import InMemoryTenantQueue
 from relay.streaming import InMemoryRunChannel, InMemoryRunControl
@@ -166,6 +166,9 @@ class InMemoryTaskRecords(TaskMiddleware):
 
     def on_dead(self, call: TaskCall, error: BaseException, decision: RetryDecision) -> None:
         message = f"{type(error).__name__}: {error}"
+        if decision.verdict is Verdict.FAILED:  # a failed outcome: recorded, never buried
+            self._record(call, TaskStatus.FAILURE, error=message, finished_at=utcnow())
+            return
         self._record(call, TaskStatus.DEAD, error=message, finished_at=utcnow())
         with self._lock:
             letter = {**identity(call), "task_id": call.task_id, "error": message}

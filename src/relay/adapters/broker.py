@@ -111,7 +111,9 @@ def celery_config(settings: Settings, redis_url: str) -> dict[str, Any]:
         "worker_prefetch_multiplier": settings.celery.prefetch_multiplier,
         "worker_hijack_root_logger": False,
         "worker_redirect_stdouts": False,
-        "worker_send_task_events": False,
+        # Celery's own tools (``celery events``, Flower) see tasks from publish to outcome.
+        "worker_send_task_events": settings.celery.events,
+        "task_send_sent_event": settings.celery.events,
         "broker_connection_timeout": settings.redis.socket_timeout,
         "beat_schedule": {
             b.name: {"task": b.task, "schedule": b.every}

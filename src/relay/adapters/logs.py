@@ -1,4 +1,5 @@
-"""Structured logging: one JSON object per line with a stable ``action`` key.
+"""Structured logging: one JSON object per line with a stable ``action`` key (and the trace and
+span ids of the current span, when tracing is on).
 
 Secrets never reach the log: passwords inside URLs, bearer tokens and relay API keys are masked
 in every message and field, and fields named like secrets are dropped.
@@ -28,6 +29,7 @@ from typing import Any
 from celery.signals import before_task_publish
 
 from relay.adapters import routine_logs
+from relay.adapters.tracing import current_ids
 from relay.config import Settings
 
 _URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):[^@/\s]+@", re.I)
@@ -75,6 +77,9 @@ class JsonFormatter(logging.Formatter):
             "action": getattr(record, "action", record.name),
             "message": redact(record.getMessage()),
         }
+        ids = current_ids()
+        if ids is not None:  # the line joins its trace in the tracing backend
+            payload["trace_id"], payload["span_id"] = ids
         for key, value in vars(record).items():
             if key not in _RESERVED and key != "action" and not key.startswith("_"):
                 payload[key] = _clean(key, value)

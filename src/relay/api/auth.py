@@ -53,3 +53,9 @@ def principal() -> TenantPrincipal:
 def tenant_id() -> str:
     """The id of the tenant whose API key authenticated this request."""
     return principal().tenant_id
+
+
+def tenant_or_none() -> str | None:
+    """The authenticated tenant of this request, or ``None`` (admin and public routes)."""
+    found = g.get(_PRINCIPAL)
+    return found.tenant_id if isinstance(found, TenantPrincipal) else None

@@ -10,6 +10,7 @@ from flask import Flask, Response, g, jsonify, request
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
+from relay.api.auth import tenant_or_none
 from relay.api.input_guard import guard_request
 from relay.errors import RelayError
 from relay.resilience.outages import RETRY_AFTER, as_outage
@@ -65,6 +66,15 @@ def register_error_handlers(app: Flask) -> None:
             # next request after recovery succeeds (the clients reconnect by themselves).
             return _relay_error(outage)
         log.exception("unhandled error", extra={"action": "api.unhandled"})
+        runtime: Runtime = app.extensions["relay"]
+        runtime.errors.capture(
+            exc,
+            tags={
+                "relay.endpoint": request.url_rule.rule if request.url_rule else "unmatched",
+                "relay.method": request.method,
+                "relay.tenant_id": tenant_or_none(),
+            },
+        )
         return jsonify(error_body("internal_error", "internal server error")), 500
 
     @app.before_request

@@ -1,4 +1,5 @@
-"""Operational endpoints: ``/health`` and ``/metrics``.
+"""Operational endpoints: ``/health`` (and its levels, ``/health/live``, ``/health/ready``) and
+``/metrics``.
 
 ``/metrics`` asks for ``Authorization: Bearer <RELAY_MONITORING_METRICS_TOKEN>`` when that token
 is set (401 JSON otherwise); scrapers outside the host should never see queue and tenant load.
@@ -21,6 +22,20 @@ def health() -> tuple[Response, int]:
     """200 when Redis, the database and a consumer per routed queue are all fine, else 503."""
     report = current_app.extensions["relay"].health.check()
     return jsonify(report.as_dict()), 200 if report.healthy else 503
+
+
+@ops.get("/health/live")
+def health_live() -> tuple[Response, int]:
+    """200 while the process answers; checks nothing outside it."""
+    return jsonify(current_app.extensions["relay"].readiness.live()), 200
+
+
+@ops.get("/health/ready")
+def health_ready() -> tuple[Response, int]:
+    """Every component healthy, warning or critical with its value and thresholds; 503 when one
+    is critical."""
+    report = current_app.extensions["relay"].readiness.ready()
+    return jsonify(report.as_dict()), 200 if report.ready else 503
 
 
 @ops.get("/metrics")

@@ -26,8 +26,10 @@ from relay.config.sections import (
     Plan,
     RedisSettings,
     RetentionSettings,
+    SentrySettings,
     StreamingSettings,
     TenancySettings,
+    TracingSettings,
     WorkflowSettings,
 )
 from relay.errors import ConfigError
@@ -54,6 +56,8 @@ __all__ = [
     "RetentionSettings",
     "IndexingSettings",
     "LogSettings",
+    "TracingSettings",
+    "SentrySettings",
 ]
 
 
@@ -82,6 +86,8 @@ class Settings(BaseSettings):
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     indexing: IndexingSettings = Field(default_factory=IndexingSettings)
     scheduling: SchedulingSettings = Field(default_factory=SchedulingSettings)
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
+    sentry: SentrySettings = Field(default_factory=SentrySettings)
 
     @model_validator(mode="after")
     def _absolute_var_dir(self) -> Settings:

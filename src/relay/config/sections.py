@@ -114,6 +114,11 @@ class CelerySettings(BaseModel):
         description="Seconds a committed outbox row may stay unpublished before the relay "
         "republishes it (covers the gap between commit and the after-commit publish)",
     )
+    events: bool = Field(
+        True,
+        description="Send task events, sent events included (`celery events`, Flower); false "
+        "turns them off",
+    )
 
 
 class ApiSettings(BaseModel):
@@ -456,3 +461,28 @@ class LogSettings(BaseModel):
         if value not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise ValueError("must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
         return value
+
+
+class TracingSettings(BaseModel):
+    """OpenTelemetry tracing (needs the `otel` extra); the exporter reads the standard OTEL_*
+    variables (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_SERVICE_NAME, OTEL_TRACES_EXPORTER...)."""
+
+    enabled: bool | None = Field(
+        None,
+        description="Export spans; unset: on when OTEL_EXPORTER_OTLP_ENDPOINT, "
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or OTEL_TRACES_EXPORTER is set",
+    )
+    service_name: str = Field("relay", description="service.name unless OTEL_SERVICE_NAME is set")
+
+
+class SentrySettings(BaseModel):
+    """Error reporting to Sentry (needs the `sentry` extra)."""
+
+    dsn: str | None = Field(
+        None, description="Sentry DSN; unset: no error reporting (never logged)"
+    )
+    environment: str | None = Field(None, description="Sentry environment tag")
+    release: str | None = Field(None, description="Sentry release tag")
+    traces_sample_rate: float = Field(
+        0.0, ge=0, le=1, description="Share of requests and tasks sent as Sentry transactions"
+    )

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session, SessionTransaction
 
 from relay.adapters.publisher import TaskPublisher
 from relay.adapters.sql import Database
+from relay.adapters.tracing import extract, inject, span
 from relay.background import Background, Batcher
 from relay.catalog import task_spec
 from relay.errors import InfrastructureError
@@ -86,18 +87,7 @@ class OutboxSender:
         result = SendResult()
         for index, row in enumerate(rows):
             try:
-                if self.route is not None and self.route.accepts(row):
-                    # Tenant work on a fairly scheduled queue waits its turn in the dispatcher.
-                    self.route.submit(row)
-                else:
-                    self.publisher.send_task(
-                        row.task_name,
-                        args=list(row.args),
-                        kwargs=dict(row.kwargs),
-                        task_id=row.id,
-                        queue=row.queue,
-                        headers=dict(row.headers),
-                    )
+                self._publish(row)
             except Exception as exc:
                 log.exception(
                     "outbox publish failed",
@@ -113,6 +103,36 @@ class OutboxSender:
                 continue
             result.sent.append(row.id)
         return result
+
+    def _publish(self, row: OutboxMessage) -> None:
+        # The span joins the trace of whoever enqueued the row (its headers carry that context),
+        # also when the relay republishes it later from beat.
+        attributes = {
+            "relay.task": row.task_name,
+            "relay.task_id": row.id,
+            "relay.queue": row.queue,
+        }
+        with span(
+            "outbox.publish",
+            attributes,
+            kind="producer",
+            parent=extract(row.headers),
+            link_current=True,
+        ):
+            if self.route is not None and self.route.accepts(row):
+                # Tenant work on a fairly scheduled queue waits its turn in the dispatcher.
+                self.route.submit(row)
+                return
+            headers = dict(row.headers)
+            inject(headers)
+            self.publisher.send_task(
+                row.task_name,
+                args=list(row.args),
+                kwargs=dict(row.kwargs),
+                task_id=row.id,
+                queue=row.queue,
+                headers=headers,
+            )
 
 
 class Outbox:
@@ -363,6 +383,8 @@ def outbox_row(
     message_headers: dict[str, Any] = dict(headers or {})
     message_headers.setdefault("idempotency_key", key)
     message_headers.pop("tenant_id", None)
+    # The producer's trace context is stored with the row: a later publish joins its trace.
+    inject(message_headers, replace=False)
     if tenant_id is not None:
         message_headers["tenant_id"] = tenant_id
     return OutboxMessage(

@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from relay.adapters.publisher import TaskPublisher
+from relay.adapters.tracing import extract, inject, span
 from relay.background import Background
 from relay.catalog import task_spec
 from relay.config import Plan, TenancySettings
@@ -184,16 +185,22 @@ class FairDispatcher:
         if queue is None:
             queue = task_spec(task_name).queue
         task_id = task_id or str(uuid.uuid4())
-        item = NewItem(
-            task_id=task_id,
-            tenant=tenant_id,
-            task_type=task_type or task_name,
-            body=encode_body(task_name, args, kwargs, headers, retries=0),
-            limit=self.tenancy.concurrency.get(plan, 1),
-            weight=self.tenancy.weights.get(plan, 1),
-            cost=cost,
-        )
-        submitted = self.queue.enqueue_or_acquire(queue, item)
+        attributes = {"relay.task": task_name, "relay.task_id": task_id, "relay.queue": queue}
+        with span("fair.submit", attributes, kind="producer"):
+            # The item keeps its producer's trace context while it waits: whoever releases it
+            # later (another tenant's completion, a tick) does not become its parent.
+            stored = dict(headers or {})
+            inject(stored)
+            item = NewItem(
+                task_id=task_id,
+                tenant=tenant_id,
+                task_type=task_type or task_name,
+                body=encode_body(task_name, args, kwargs, stored, retries=0),
+                limit=self.tenancy.concurrency.get(plan, 1),
+                weight=self.tenancy.weights.get(plan, 1),
+                cost=cost,
+            )
+            submitted = self.queue.enqueue_or_acquire(queue, item)
         self._send_all(submitted.released)
         return task_id
 
@@ -331,16 +338,26 @@ class FairDispatcher:
         headers = dict(body.get("headers") or {})
         headers.setdefault(TENANT_HEADER, release.tenant)
         headers[HEADER] = ticket.header()
+        attributes = {"relay.task": body["task"], "relay.task_id": release.task_id}
         try:
-            self.publisher.send_task(
-                body["task"],
-                args=body["args"],
-                kwargs=body["kwargs"],
-                task_id=release.task_id,
-                queue=release.queue,
-                headers=headers,
-                retries=body.get("retries", 0),
-            )
+            # A child of the stored producer context, linked to the span that released it.
+            with span(
+                "fair.release",
+                attributes,
+                kind="producer",
+                parent=extract(headers),
+                link_current=True,
+            ):
+                inject(headers)
+                self.publisher.send_task(
+                    body["task"],
+                    args=body["args"],
+                    kwargs=body["kwargs"],
+                    task_id=release.task_id,
+                    queue=release.queue,
+                    headers=headers,
+                    retries=body.get("retries", 0),
+                )
         except Exception:
             # The broker refused it: the item waits again at the head of its list and the next
             # finish or tick releases it.

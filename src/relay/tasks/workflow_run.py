@@ -28,7 +28,8 @@ from relay.config import Plan
 from relay.errors import QuotaExceeded
 from relay.events.handlers.tenant_plan import plan_key
 from relay.models import App, Tenant, WorkflowRun
-from relay.retry import FatalTaskError
+from relay.monitoring.tracing import WorkflowTracingLayer
+from relay.retry import FatalTaskError, OutcomeFailed
 from relay.scheduling.dispatcher import ticket_of
 from relay.scheduling.timeslice import (
     TenantSliceController,
@@ -73,6 +74,7 @@ from relay.workflow import (
 from relay.workflow.events import (
     GRAPH_END_EVENTS,
     GraphEngineEvent,
+    GraphRunFailedEvent,
     GraphRunPartialSucceededEvent,
     GraphRunPausedEvent,
     GraphRunSucceededEvent,
@@ -168,6 +170,23 @@ def _continue_later(task: RelayTask, run_id: str, job: RunJob) -> None:
 # --- the task ---------------------------------------------------------------------------------
 
 
+class WorkflowRunFailed(OutcomeFailed):
+    """The run's graph failed: the task ends in Celery's FAILURE state (what ``celery events``
+    and Flower show) naming the run, whose record holds the details. Never dead-lettered: the
+    run already ended with its ``error`` event and a replay would find it finished."""
+
+    def __init__(self, run_id: str, error: str) -> None:
+        super().__init__(f"workflow run {run_id} failed: {error}")
+        self.run_id = run_id
+        self.error = error
+        # Celery stores an exception as its type and ``args`` and rebuilds it as ``type(*args)``
+        # (for result readers, Flower): the args must be the constructor's.
+        self.args = (run_id, error)
+
+    def __str__(self) -> str:
+        return self.message
+
+
 @relay_task(catalog.RUN_WORKFLOW)
 def run_workflow(self: RelayTask, run_id: str, job: dict[str, Any]) -> dict[str, Any]:
     """Run (or continue) workflow run ``run_id``; returns ``{"run_id", "outcome"}``."""
@@ -176,9 +195,12 @@ def run_workflow(self: RelayTask, run_id: str, job: dict[str, Any]) -> dict[str,
     except ValueError as exc:
         raise FatalTaskError(f"invalid workflow run job: {exc}") from exc
     self.require_tenant(parsed.tenant_id)
-    outcome = WorkflowRunner(self.runtime, run_id, parsed).execute()
+    runner = WorkflowRunner(self.runtime, run_id, parsed)
+    outcome = runner.execute()
     if outcome == "paused":
         _continue_later(self, run_id, parsed)
+    if runner.failure is not None:
+        raise WorkflowRunFailed(run_id, runner.failure)
     return {"run_id": run_id, "outcome": outcome}
 
 
@@ -245,6 +267,8 @@ class WorkflowRunner:
         )
         self.usage = _Usage()
         self.answer: list[str] = []
+        # The error of a graph that ended failed (the task then ends in FAILURE).
+        self.failure: str | None = None
 
     def execute(self) -> str:
         """Run the attempt; returns ``finished``, ``paused`` or why nothing ran."""
@@ -322,6 +346,8 @@ class WorkflowRunner:
             created_by=created_by,
         )
         layers: list[GraphEngineLayer] = [
+            # First: its run span is open before any other layer's hook runs.
+            WorkflowTracingLayer(self.run_id, job.tenant_id, job.app_id),
             ExecutionLimitsLayer(execution_limits(ws)),
             PersistenceLayer(self.store, info),
             *slice_layers(self.runtime, job),
@@ -394,6 +420,8 @@ class WorkflowRunner:
     def _finish(self, manager: AppQueueManager, event: GraphEngineEvent) -> None:
         queued = to_queue_event(event)
         assert queued is not None
+        if isinstance(event, GraphRunFailedEvent):
+            self.failure = event.error or "the graph failed"
         chat = self.job.mode == "advanced-chat" and self.job.conversation_id and self.job.query
         succeeded = isinstance(event, GraphRunSucceededEvent | GraphRunPartialSucceededEvent)
         if not (chat and succeeded):

@@ -63,6 +63,10 @@ class RelayCelery(Celery):  # type: ignore[misc]
         )
         self.chain.before_publish(message)
         options["headers"] = dict(message.headers)
+        # Task events (``celery events``, Flower) and Celery's logs show these instead of the
+        # arguments, which may hold user content or secrets.
+        options.setdefault("argsrepr", f"<{len(args or ())} argument(s) hidden>")
+        options.setdefault("kwargsrepr", f"<{len(kwargs or {})} keyword argument(s) hidden>")
         try:
             return super().send_task(name, args, kwargs, **options)
         except OperationalError as exc:

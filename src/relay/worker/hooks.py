@@ -14,7 +14,9 @@ from typing import Any
 from celery import bootsteps, signals
 
 from relay.adapters.sql import Database
+from relay.monitoring.errors_reporting import flush_reports
 from relay.monitoring.presence import PresenceHeartbeat
+from relay.monitoring.tracing import flush_tracing
 from relay.scheduling.dispatcher import HEADER as FAIR_HEADER
 from relay.worker.lifecycle import TaskLifecycle
 from relay.worker.rejects import install_reject_hooks
@@ -60,6 +62,9 @@ def install_worker_hooks(celery: Any, db: Database, lifecycle: TaskLifecycle) ->
     def on_process_shutdown(**_: Any) -> None:
         # A pool child exits: write what its helpers buffered (records, stats) before it goes.
         celery.background.stop_all(timeout=2.0)
+        # A pool child leaves by os._exit: no atexit hook sends its spans or reports.
+        flush_tracing(timeout_ms=2000)
+        flush_reports(timeout=2.0)
 
     def on_received(request: Any = None, **_: Any) -> None:
         # In the worker's main process, as soon as the message is taken off the queue.

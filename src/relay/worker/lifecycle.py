@@ -148,7 +148,9 @@ class TaskLifecycle(TaskMiddleware):
         self._failed(call, error, decision, TaskStatus.RETRY)
 
     def on_dead(self, call: TaskCall, error: BaseException, decision: RetryDecision) -> None:
-        self._failed(call, error, decision, TaskStatus.DEAD)
+        # A failed outcome (e.g. a workflow run whose graph failed) ends FAILURE, not buried.
+        failed = decision.verdict is Verdict.FAILED
+        self._failed(call, error, decision, TaskStatus.FAILURE if failed else TaskStatus.DEAD)
 
     def on_abandon(self, call: TaskCall, reason: BaseException) -> None:
         """The attempt ended without an outcome of its own (a self-retry, a dropped copy)."""
@@ -161,8 +163,9 @@ class TaskLifecycle(TaskMiddleware):
         message = f"{type(error).__name__}: {error}"
         trace = "".join(tb.format_exception(error))
         fields: dict[str, Any] = {"status": status, "error": message[:10_000], "traceback": trace}
-        if status is TaskStatus.DEAD:
+        if status is not TaskStatus.RETRY:
             fields["finished_at"] = utcnow()
+        if status is TaskStatus.DEAD:
             self.dead_letters.bury(
                 task_id=call.task_id,
                 task_name=call.name,

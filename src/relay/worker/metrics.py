@@ -6,7 +6,7 @@ from typing import Any
 
 from relay.models import TaskStatus
 from relay.monitoring.task_metrics import TaskStats
-from relay.retry import RetryDecision
+from relay.retry import RetryDecision, Verdict
 from relay.worker.middleware import TaskCall, TaskMiddleware
 
 
@@ -23,7 +23,8 @@ class TaskMetrics(TaskMiddleware):
         self._count(call, TaskStatus.RETRY)
 
     def on_dead(self, call: TaskCall, error: BaseException, decision: RetryDecision) -> None:
-        self._count(call, TaskStatus.DEAD)
+        failed = decision.verdict is Verdict.FAILED
+        self._count(call, TaskStatus.FAILURE if failed else TaskStatus.DEAD)
 
     def _count(self, call: TaskCall, status: TaskStatus) -> None:
         self.stats.count(call.name, call.queue, status)

@@ -104,7 +104,8 @@ class TaskMiddleware:
         """The body failed and will run again after ``decision.delay`` seconds."""
 
     def on_dead(self, call: TaskCall, error: BaseException, decision: RetryDecision) -> None:
-        """The body failed for good (fatal, out of attempts or out of time)."""
+        """The body failed for good (fatal, out of attempts or out of time), or its work failed
+        (``decision.verdict`` is ``Verdict.FAILED``: an ``OutcomeFailed``, never dead-lettered)."""
 
     def on_abandon(self, call: TaskCall, reason: BaseException) -> None:
         """The execution ended without an outcome of its own (self-retry, dropped copy)."""
