@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 from relay import catalog
-from relay.adapters.logs import HideTaskArguments, JsonFormatter
+from relay.adapters.logs import JsonFormatter, TaskPayloadFilter
 from relay.worker.names import node_name, queue_label
 
 
@@ -32,7 +32,7 @@ def test_celery_task_logs_lose_their_arguments() -> None:
     handler.setFormatter(JsonFormatter())
     logger = logging.getLogger("tests.celery.app.trace")
     logger.addHandler(handler)
-    logger.addFilter(HideTaskArguments())
+    logger.addFilter(TaskPayloadFilter())
     logger.propagate = False
     context = {"id": "t1", "name": "relay.mail.send", "args": "['s3cret']", "kwargs": "{'k': 1}"}
     try:

@@ -125,10 +125,14 @@ class TaskPayloadFilter(logging.Filter):
 
 
 def hide_task_arguments(headers: dict[str, Any] | None = None, **_: Any) -> None:
-    """``before_task_publish``: the worker logs ``<hidden>`` in place of the arguments."""
+    """``before_task_publish``: the worker logs ``<hidden>`` in place of the arguments.
+
+    A message relay's app published already says how many arguments it hides; that stays.
+    """
     if isinstance(headers, dict):
-        headers["argsrepr"] = HIDDEN
-        headers["kwargsrepr"] = HIDDEN
+        for key in ("argsrepr", "kwargsrepr"):
+            if not str(headers.get(key) or "").endswith("hidden>"):
+                headers[key] = HIDDEN
 
 
 def init_task_log_hygiene() -> None:
