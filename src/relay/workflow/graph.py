@@ -355,6 +355,10 @@ class NodeCatalog(Protocol):
         """Variables the node reads; raises GraphValidationError when its data is invalid."""
         ...
 
+    def outputs(self, config: NodeConfig) -> frozenset[str] | None:
+        """Output names the node writes; None when only its run knows them."""
+        ...
+
 
 def validate_graph(
     graph: Graph,
@@ -389,6 +393,12 @@ def validate_graph(
     conversation = set(conversation_names) if conversation_names is not None else None
     parents = _level_parents(graph)
     found = Problems()
+    outputs: dict[str, frozenset[str] | None] = {}
+    for _, node in graph.walk():
+        try:
+            outputs[node.id] = catalog.outputs(node)
+        except GraphValidationError:
+            outputs[node.id] = None  # reported below, with the node's selectors
     for level, node in graph.walk():
         try:
             selectors = catalog.selectors(node)
@@ -400,6 +410,12 @@ def validate_graph(
             continue
         for selector in selectors:
             problem = _check_reference(level, node, selector, parents, env, conversation)
+            names = outputs.get(selector[0]) if len(selector) >= 2 else None
+            if problem is None and names is not None and not _produces(names, selector):
+                problem = (
+                    f"{node.describe()} reads '{'.'.join(selector)}', but node '{selector[0]}' "
+                    f"has no output '{selector[1]}' (it has: {', '.join(sorted(names)) or 'none'})"
+                )
             if problem:
                 found.add(problem, node.id, _field_of(node.data, selector))
         body = level.children.get(node.id)
@@ -413,6 +429,12 @@ def validate_graph(
             )
     if found:
         raise found.error()
+
+
+def _produces(names: frozenset[str], selector: Selector) -> bool:
+    """Whether a node with outputs ``names`` writes what ``selector`` reads."""
+    dotted = len(selector) >= 3 and f"{selector[1]}.{selector[2]}" in names
+    return selector[1] in names or dotted
 
 
 def _field_of(data: Any, selector: Selector, path: str = "") -> str | None:

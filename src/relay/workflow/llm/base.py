@@ -16,6 +16,7 @@ class ChatMessage:
 
     role: Literal["system", "user", "assistant"]
     content: str
+    images: tuple[str, ...] = ()  # image URLs (or data: URLs) sent with a vision request
 
 
 @dataclass(frozen=True)
@@ -75,4 +76,8 @@ class LLMProviderSource(Protocol):
         self, node_id: str, model_provider: str, model_name: str
     ) -> tuple[LLMProvider, str]:
         """The provider to call and the model name to send."""
+        ...
+
+    def supports_vision(self, node_id: str, model_provider: str) -> bool:
+        """Whether the provider chosen for the node accepts images."""
         ...

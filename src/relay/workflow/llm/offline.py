@@ -22,13 +22,15 @@ _ECHO_WORDS = 48
 
 def offline_reply(request: ChatRequest) -> str:
     """The reply for ``request``: a digest of the whole prompt and an echo of its last user turn."""
-    prompt = "\n".join(f"{m.role}: {m.content}" for m in request.messages)
+    prompt = "\n".join(f"{m.role}: {m.content} {' '.join(m.images)}" for m in request.messages)
     digest = hashlib.sha256(prompt.encode()).hexdigest()[:8]
     users = [m.content for m in request.messages if m.role == "user"]
     source = users[-1] if users else (request.messages[-1].content if request.messages else "")
     words = source.split()
     echo = " ".join(words[:_ECHO_WORDS]) + (" …" if len(words) > _ECHO_WORDS else "")
-    return f"[offline reply {digest}] {echo}".rstrip()
+    images = sum(len(m.images) for m in request.messages)
+    seen = f" [{images} image{'s' if images != 1 else ''} received]" if images else ""
+    return f"[offline reply {digest}]{seen} {echo}".rstrip()
 
 
 def tokenize(text: str) -> list[str]:

@@ -75,6 +75,10 @@ class NodeRegistry:
         """Variables the node reads (parsing its data, so invalid data raises here)."""
         return self.create(config).selectors()
 
+    def outputs(self, config: NodeConfig) -> frozenset[str] | None:
+        """Output names the node writes (None: only known when it runs)."""
+        return self.create(config).output_names()
+
 
 def default_registry() -> NodeRegistry:
     """A new registry with every built-in node type."""
