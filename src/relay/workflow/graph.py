@@ -27,6 +27,11 @@ from relay.workflow.variables import (
 START_TYPE = "start"
 ITERATION_TYPE = "iteration"
 ITERATION_START_TYPE = "iteration-start"
+LOOP_TYPE = "loop"
+LOOP_START_TYPE = "loop-start"
+# Node types whose body is a level of its own (nodes with ``parentId`` set to them).
+CONTAINER_TYPES = frozenset({ITERATION_TYPE, LOOP_TYPE})
+_BODY_START_TYPES = frozenset({ITERATION_START_TYPE, LOOP_START_TYPE})
 SOURCE_HANDLE = "source"
 FAIL_BRANCH_HANDLE = "fail-branch"
 
@@ -121,16 +126,18 @@ class Graph:
         levels: dict[str | None, dict[str, NodeConfig]] = {None: {}}
         for node in by_id.values():
             parent = node.parent_id
-            if parent is not None and (parent not in by_id or by_id[parent].type != ITERATION_TYPE):
+            if parent is not None and (
+                parent not in by_id or by_id[parent].type not in CONTAINER_TYPES
+            ):
                 problems.add(
-                    f"{node.describe()} sits in '{parent}', which is not an iteration",
+                    f"{node.describe()} sits in '{parent}', which is not an iteration or a loop",
                     node.id,
                     "parentId",
                 )
                 parent = None
             levels.setdefault(parent, {})[node.id] = node
         for node in by_id.values():
-            if node.type == ITERATION_TYPE:
+            if node.type in CONTAINER_TYPES:
                 levels.setdefault(node.id, {})
         level_edges: dict[str | None, list[Edge]] = {key: [] for key in levels}
         seen_edges: set[str] = set()
@@ -185,7 +192,7 @@ class Graph:
             graph.children = {
                 node_id: graphs[node_id]
                 for node_id, node in graph.nodes.items()
-                if node.type == ITERATION_TYPE and node_id in graphs
+                if node.type in CONTAINER_TYPES and node_id in graphs
             }
         return graphs[None]
 
@@ -300,7 +307,9 @@ def _find_root(
         flagged = [
             node_id
             for node_id, node in level.items()
-            if node.type == ITERATION_START_TYPE or node.data.get("isIterationStart")
+            if node.type in _BODY_START_TYPES
+            or node.data.get("isIterationStart")
+            or node.data.get("isLoopStart")
         ]
         root = flagged[0] if flagged else None
     if not root or root not in level:

@@ -39,6 +39,23 @@ class ChatRequest:
     model: str
     messages: tuple[ChatMessage, ...]
     parameters: Mapping[str, Any] = field(default_factory=dict)
+    # What a structured caller (classifier, extractor) expects back; a model reads the prompt,
+    # the offline provider answers from this hint so that demos and tests get useful output.
+    task: StructuredTask | None = None
+
+
+@dataclass(frozen=True)
+class StructuredTask:
+    """A JSON answer a node asks for: ``classify`` a text into classes or ``extract`` fields.
+
+    ``classes``: ``[{"id", "name"}]``; ``parameters``: ``[{"name", "type", "description",
+    "options", "required"}]``.
+    """
+
+    kind: Literal["classify", "extract"]
+    text: str
+    classes: tuple[Mapping[str, str], ...] = ()
+    parameters: tuple[Mapping[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)

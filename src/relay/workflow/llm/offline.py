@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 from relay.workflow.config import LLMProviderConfig
 from relay.workflow.llm.base import ChatRequest, LLMDelta, LLMUsage
+from relay.workflow.llm.offline_structured import structured_reply
 from relay.workflow.stop import StopToken
 
 OFFLINE_LABEL = "offline"
@@ -49,7 +50,12 @@ class OfflineProvider:
 
     def stream(self, request: ChatRequest, stop: StopToken) -> Iterator[LLMDelta]:
         """Yield the reply token by token, waiting ``token_delay`` between tokens."""
-        text = self._reply if self._reply is not None else offline_reply(request)
+        if self._reply is not None:
+            text = self._reply
+        elif request.task is not None:
+            text = structured_reply(request.task)  # useful JSON, not an echo
+        else:
+            text = offline_reply(request)
         tokens = tokenize(text)
         prompt_tokens = sum(len(m.content.split()) for m in request.messages)
         for i, token in enumerate(tokens):

@@ -121,7 +121,9 @@ class IfElseNode(Node):
         checked: list[dict[str, Any]] = []
         selected = ELSE_HANDLE
         for case in self.cases:
-            results = [_check(condition, ctx.pool, checked) for condition in case.conditions]
+            results = [
+                check_condition(condition, ctx.pool, checked) for condition in case.conditions
+            ]
             met = all(results) if case.logical_operator == "and" else any(results)
             if results and met:
                 selected = case.case_id
@@ -206,7 +208,8 @@ def _check_files(
     return result
 
 
-def _check(condition: Condition, pool: VariablePool, log: list[dict[str, Any]]) -> bool:
+def check_condition(condition: Condition, pool: VariablePool, log: list[dict[str, Any]]) -> bool:
+    """Whether ``condition`` holds; appends what was compared to ``log``."""
     sub = condition.sub_variable_condition
     if sub is not None and sub.conditions:
         return _check_files(condition, sub, pool, log)
