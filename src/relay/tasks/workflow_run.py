@@ -102,6 +102,7 @@ def llm_settings(settings: WorkflowSettings) -> LLMSettings:
             token_delay=settings.llm_token_delay,
             reply=settings.llm_reply,
             timeout=settings.llm_timeout,
+            vision=settings.llm_vision,
         )
     )
 

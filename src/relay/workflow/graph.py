@@ -375,6 +375,7 @@ def validate_graph(
     *,
     environment_names: Iterable[str] | None = None,
     conversation_names: Iterable[str] | None = None,
+    vision_supported: bool = True,
 ) -> None:
     """Check node types and that every variable a node reads can exist when it runs.
 
@@ -409,6 +410,14 @@ def validate_graph(
         except GraphValidationError:
             outputs[node.id] = None  # reported below, with the node's selectors
     for level, node in graph.walk():
+        vision = node.data.get("vision")
+        if not vision_supported and isinstance(vision, Mapping) and vision.get("enabled"):
+            found.add(
+                f"{node.describe()} enables vision, but the configured LLM provider does not "
+                "accept images",
+                node.id,
+                "vision.enabled",
+            )
         try:
             selectors = catalog.selectors(node)
         except GraphValidationError as exc:

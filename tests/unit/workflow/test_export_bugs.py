@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from relay.services.workflow_check import graph_problems
 from relay.workflow import (
     EngineConfig,
     GraphEngine,
@@ -227,3 +228,23 @@ def test_llm_vision_is_refused_where_the_provider_has_none() -> None:
 
 def test_offline_services_still_build() -> None:
     assert offline_services().llm.supports_vision("n", "openai")
+
+
+def test_vision_is_refused_at_validation_when_the_provider_takes_no_images() -> None:
+    raw = {
+        "nodes": [start(), _llm(vision={"enabled": True}), end(t=["llm", "text"])],
+        "edges": [edge("start", "llm"), edge("llm", "end")],
+    }
+    validate_graph(graph_from_dict(raw), registry())  # accepted where images are taken
+    with pytest.raises(GraphValidationError) as caught:
+        validate_graph(graph_from_dict(raw), registry(), vision_supported=False)
+    assert caught.value.problems == [
+        {
+            "node_id": "llm",
+            "field": "vision.enabled",
+            "message": "node 'llm' (\"llm\") enables vision, but the configured LLM provider "
+            "does not accept images",
+        }
+    ]
+    problems = graph_problems(raw, vision_supported=False)
+    assert [p["field"] for p in problems] == ["vision.enabled"]
