@@ -23,6 +23,8 @@ from relay.workflow.graph import FAIL_BRANCH_HANDLE, SOURCE_HANDLE, NodeConfig
 from relay.workflow.knowledge import KnowledgeIndex
 from relay.workflow.llm.base import ChatMessage, LLMProviderSource
 from relay.workflow.stop import StopToken
+from relay.workflow.tools.base import ToolSource
+from relay.workflow.tools.builtin import builtin_tools
 from relay.workflow.variables import Selector, VariablePool
 
 # --- what a node yields and returns --------------------------------------------------------------
@@ -85,6 +87,7 @@ class NodeServices:
     knowledge: KnowledgeIndex
     http: HttpRequestConfig = field(default_factory=HttpRequestConfig)
     code: CodeSandboxConfig = field(default_factory=CodeSandboxConfig)
+    tools: ToolSource = field(default_factory=builtin_tools)
 
 
 class SubgraphExecution(Protocol):

@@ -25,6 +25,7 @@ from relay.workflow.nodes.parameter_extractor import ParameterExtractorNode
 from relay.workflow.nodes.question_classifier import QuestionClassifierNode
 from relay.workflow.nodes.start import StartNode
 from relay.workflow.nodes.template_transform import TemplateTransformNode
+from relay.workflow.nodes.tool import ToolNode
 from relay.workflow.nodes.variable_aggregator import VariableAggregatorNode
 from relay.workflow.variables import Selector
 
@@ -49,6 +50,7 @@ BUILTIN_NODES: tuple[type[Node], ...] = (
     LoopNode,
     LoopStartNode,
     LoopEndNode,
+    ToolNode,
 )
 # Older Dify exports call the aggregator "variable-assigner".
 ALIASES = {"variable-assigner": "variable-aggregator"}
