@@ -208,6 +208,8 @@ def test_list_operator_filters_extracts_orders_and_limits() -> None:
         limit={"enabled": True, "size": 2},
     )
     assert ordered == {"result": [9, 7], "first": 9, "last": 7}
+    gaps = _run_list([2, None, 1], order_by={"enabled": True, "key": "", "value": "desc"})
+    assert gaps["result"] == [2, 1, None]
     second = _run_list(["a", "b", "c"], extract_by={"enabled": True, "serial": "2"})
     assert second == {"result": ["b"], "first": "b", "last": "b"}
     empty = _run_list([], filter_by={"enabled": True, "conditions": []})

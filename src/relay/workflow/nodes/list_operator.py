@@ -175,11 +175,12 @@ def _extract(items: list[Any], serial: str) -> list[Any]:
 def _order(items: list[Any], order: OrderBy) -> list[Any]:
     def sort_key(item: Any) -> tuple[int, Any]:
         value = _field(item, order.key)
-        # None sorts last; numbers and text sort among their own kind.
-        if value is None:
-            return (2, "")
+        # Numbers sort among numbers, everything else as text, numbers first.
         if isinstance(value, int | float) and not isinstance(value, bool):
             return (0, value)
         return (1, str(value))
 
-    return sorted(items, key=sort_key, reverse=order.value == "desc")
+    # Items without a value go last in either direction.
+    present = [item for item in items if _field(item, order.key) is not None]
+    missing = [item for item in items if _field(item, order.key) is None]
+    return sorted(present, key=sort_key, reverse=order.value == "desc") + missing
