@@ -3,6 +3,7 @@ app of its tenant by name; another tenant's app of that name is never reached.""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -71,3 +72,23 @@ def test_a_published_app_calls_another_of_its_tenant(settings: Settings) -> None
         run = stack.api.ok("POST", "/v1/workflows/run", stack.tenant, json=body)
     assert run["data"]["status"] == "succeeded", run
     assert run["data"]["outputs"] == {"said": "Hello, relay!"}
+
+
+NODE_FIXTURES = Path(__file__).parents[2] / "fixtures" / "dify_nodes"
+
+
+def test_node_type_exports_import_through_the_api_and_a_loop_runs_on_the_worker(
+    settings: Settings,
+) -> None:
+    with streaming_stack(settings) as stack:
+        imported = {}
+        for path in sorted(NODE_FIXTURES.glob("*.yml")):
+            made = stack.api.call("POST", "/v1/apps/import?publish=true", stack.tenant,
+                                  data=path.read_text(encoding="utf-8"), headers=YAML)  # fmt: skip
+            assert made.status_code == 201, (path.name, made.json)
+            imported[path.stem] = made.json["app"]["id"]
+        body = {"app_id": imported["loop"], "user": "u", "response_mode": "blocking",
+                "inputs": {"step": 4}}  # fmt: skip
+        run = stack.api.ok("POST", "/v1/workflows/run", stack.tenant, json=body)
+    assert run["data"]["status"] == "succeeded", run
+    assert run["data"]["outputs"] == {"total": 12, "rounds": 3}
