@@ -24,6 +24,7 @@ from relay.workflow.events import (
     LoopRunStartedEvent,
     LoopRunSucceededEvent,
     NodeRunStartedEvent,
+    NodeRunSucceededEvent,
 )
 from relay.workflow.graph import Graph
 from relay.workflow.nodes.document_extractor import csv_markdown, extract_text, html_text
@@ -437,3 +438,37 @@ def test_older_variable_assigner_type_joins_branches() -> None:
     )  # fmt: skip
     assert _succeeded(run_all(make_engine(graph, {"pick": "a"}))) == {"out": "from a"}
     assert _succeeded(run_all(make_engine(graph, {"pick": "b"}))) == {"out": "from b"}
+
+
+def test_classifier_and_extractor_send_images_with_vision_or_refuse_clearly() -> None:
+    image = {"type": "image", "transfer_method": "remote_url", "url": "http://f/cat.png"}
+    graph = build(
+        [
+            start(),
+            node("qc", "question-classifier", query_variable_selector=["sys", "query"],
+                 model=MODEL, classes=[{"id": "1", "name": "cats"}, {"id": "2", "name": "dogs"}],
+                 vision={"enabled": True, "configs": {"variable_selector": ["sys", "files"]}}),
+            node("pe", "parameter-extractor", model=MODEL, query=["sys", "query"],
+                 reasoning_mode="prompt", vision={"enabled": True}, parameters=[
+                     {"name": "animal", "type": "string", "description": "", "required": True}]),
+            end(c=["qc", "class_name"], a=["pe", "animal"]),
+        ],
+        [edge("start", "qc"), edge("qc", "pe", "1"), edge("qc", "pe", "2"), edge("pe", "end")],
+    )  # fmt: skip
+
+    def run(vision: bool) -> list[GraphEngineEvent]:
+        services = create_services(
+            llm=LLMSettings(default=LLMProviderConfig(kind="offline", token_delay=0,
+                                                      vision=vision)))  # fmt: skip
+        engine = make_engine(graph, query="animal: dogs", services=services)
+        engine.pool.add(("sys", "files"), [image])
+        return run_all(engine)
+
+    events = run(True)
+    assert _succeeded(events) == {"c": "dogs", "a": "dogs"}
+    prompts = [e.process_data["prompts"] for e in events
+               if isinstance(e, NodeRunSucceededEvent) and e.node_id in ("qc", "pe")]  # fmt: skip
+    assert [p[-1]["files"] for p in prompts] == [["http://f/cat.png"], ["http://f/cat.png"]]
+    refused = run(False)[-1]
+    assert isinstance(refused, GraphRunFailedEvent)
+    assert "configured without vision support" in refused.error

@@ -163,20 +163,11 @@ class LLMNode(Node):
 
     @property
     def _vision_selector(self) -> Selector:
-        configs = self.data.vision.configs or VisionConfigs()
-        return as_selector(configs.variable_selector or ["sys", "files"])
+        return vision_selector(self.data.vision)
 
     def images(self, pool: VariablePool) -> tuple[str, ...]:
         """URLs of the image files the vision settings select (none when vision is off)."""
-        if not self.data.vision.enabled:
-            return ()
-        value = pool.get(self._vision_selector)
-        files = value if isinstance(value, list) else [] if value is None else [value]
-        return tuple(
-            file_url(f)
-            for f in files
-            if isinstance(f, dict) and file_type(f) == "image" and file_url(f)
-        )
+        return vision_images(self.data.vision, pool)
 
     def declared_outputs(self) -> list[str]:
         # reasoning_content and structured_output exist in newer exports' llm nodes.
@@ -267,6 +258,25 @@ class LLMNode(Node):
             },
             metadata={**usage_data, "provider": provider.label, "model": model_name},
         )
+
+
+def vision_selector(vision: VisionConfig) -> Selector:
+    """Where the vision settings take files from (``sys.files`` unless configured)."""
+    configs = vision.configs or VisionConfigs()
+    return as_selector(configs.variable_selector or ["sys", "files"])
+
+
+def vision_images(vision: VisionConfig, pool: VariablePool) -> tuple[str, ...]:
+    """URLs of the image files ``vision`` selects (none when it is off)."""
+    if not vision.enabled:
+        return ()
+    value = pool.get(vision_selector(vision))
+    files = value if isinstance(value, list) else [] if value is None else [value]
+    return tuple(
+        file_url(f)
+        for f in files
+        if isinstance(f, dict) and file_type(f) == "image" and file_url(f)
+    )
 
 
 def last_turns(history: Sequence[ChatMessage], turns: int) -> list[ChatMessage]:

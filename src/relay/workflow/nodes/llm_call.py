@@ -7,9 +7,16 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from relay.workflow.errors import NodeError
 from relay.workflow.llm.base import ChatMessage, ChatRequest, LLMUsage, StructuredTask
 from relay.workflow.nodes.base import NodeContext
-from relay.workflow.nodes.llm import MemoryConfig, ModelConfig, last_turns
+from relay.workflow.nodes.llm import (
+    MemoryConfig,
+    ModelConfig,
+    VisionConfig,
+    last_turns,
+    vision_images,
+)
 
 
 @dataclass(frozen=True)
@@ -20,7 +27,7 @@ class Completion:
     usage: dict[str, int]
     provider: str
     model: str
-    prompts: list[dict[str, str]]
+    prompts: list[dict[str, Any]]
 
 
 def history(ctx: NodeContext, memory: MemoryConfig | None) -> list[ChatMessage]:
@@ -29,6 +36,21 @@ def history(ctx: NodeContext, memory: MemoryConfig | None) -> list[ChatMessage]:
         return []
     past = list(ctx.run.chat_history)
     return last_turns(past, memory.window.size) if memory.window.enabled else past
+
+
+def with_images(
+    ctx: NodeContext, node_id: str, model: ModelConfig, vision: VisionConfig, query: ChatMessage
+) -> ChatMessage:
+    """The query with the images vision selects; NodeError if the provider takes none."""
+    images = vision_images(vision, ctx.pool)
+    if not images:
+        return query
+    if not ctx.services.llm.supports_vision(node_id, model.provider):
+        raise NodeError(
+            f"vision is enabled and images were given, but the LLM provider for "
+            f"'{model.provider or 'default'}' is configured without vision support"
+        )
+    return ChatMessage(query.role, query.content, images)
 
 
 def complete(
@@ -56,7 +78,10 @@ def complete(
         },
         provider=provider.label,
         model=model_name,
-        prompts=[{"role": m.role, "text": m.content} for m in messages],
+        prompts=[
+            {"role": m.role, "text": m.content, **({"files": list(m.images)} if m.images else {})}
+            for m in messages
+        ],
     )
 
 

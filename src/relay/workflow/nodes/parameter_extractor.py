@@ -17,8 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from relay.workflow.graph import NodeConfig
 from relay.workflow.llm.base import ChatMessage, StructuredTask
 from relay.workflow.nodes.base import Node, NodeContext, NodeRun, NodeRunResult, parse_data
-from relay.workflow.nodes.llm import MemoryConfig, ModelConfig
-from relay.workflow.nodes.llm_call import complete, history, json_object
+from relay.workflow.nodes.llm import MemoryConfig, ModelConfig, VisionConfig, vision_selector
+from relay.workflow.nodes.llm_call import complete, history, json_object, with_images
 from relay.workflow.variables import Selector, as_selector, template_references, to_text
 
 _TYPES = frozenset(
@@ -66,6 +66,7 @@ class ParameterExtractorData(BaseModel):
     parameters: list[ParameterConfig] = Field(default_factory=list)
     instruction: str | None = None
     memory: MemoryConfig | None = None
+    vision: VisionConfig = Field(default_factory=VisionConfig)
     reasoning_mode: Literal["function_call", "prompt"] | None = None
 
 
@@ -167,6 +168,8 @@ class ParameterExtractorNode(Node):
     def selectors(self) -> list[Selector]:
         found = [as_selector(self.data.query)]
         found.extend(template_references(self.data.instruction or ""))
+        if self.data.vision.enabled:
+            found.append(vision_selector(self.data.vision))
         return found
 
     def declared_outputs(self) -> list[str]:
@@ -182,7 +185,7 @@ class ParameterExtractorNode(Node):
         messages = [
             ChatMessage("system", system.strip()),
             *history(ctx, self.data.memory),
-            ChatMessage("user", text),
+            with_images(ctx, self.id, self.data.model, self.data.vision, ChatMessage("user", text)),
         ]
         task = StructuredTask(
             "extract", text, parameters=tuple(p.model_dump() for p in self.data.parameters)

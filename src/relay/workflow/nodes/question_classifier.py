@@ -15,8 +15,8 @@ from relay.workflow.errors import GraphValidationError
 from relay.workflow.graph import NodeConfig
 from relay.workflow.llm.base import ChatMessage, StructuredTask
 from relay.workflow.nodes.base import Node, NodeContext, NodeRun, NodeRunResult, parse_data
-from relay.workflow.nodes.llm import MemoryConfig, ModelConfig
-from relay.workflow.nodes.llm_call import complete, history, json_object
+from relay.workflow.nodes.llm import MemoryConfig, ModelConfig, VisionConfig, vision_selector
+from relay.workflow.nodes.llm_call import complete, history, json_object, with_images
 from relay.workflow.variables import Selector, as_selector, template_references, to_text
 
 
@@ -39,6 +39,7 @@ class QuestionClassifierData(BaseModel):
     classes: list[ClassConfig] = Field(min_length=1)
     instruction: str | None = None
     memory: MemoryConfig | None = None
+    vision: VisionConfig = Field(default_factory=VisionConfig)
 
 
 _SYSTEM = (
@@ -67,6 +68,8 @@ class QuestionClassifierNode(Node):
     def selectors(self) -> list[Selector]:
         found = [as_selector(self.data.query_variable_selector)]
         found.extend(template_references(self.data.instruction or ""))
+        if self.data.vision.enabled:
+            found.append(vision_selector(self.data.vision))
         return found
 
     def declared_outputs(self) -> list[str]:
@@ -85,7 +88,9 @@ class QuestionClassifierNode(Node):
         messages = [
             ChatMessage("system", system.strip()),
             *history(ctx, self.data.memory),
-            ChatMessage("user", query),
+            with_images(
+                ctx, self.id, self.data.model, self.data.vision, ChatMessage("user", query)
+            ),
         ]
         task = StructuredTask("classify", query, classes=tuple(classes))
         reply = complete(ctx, self.id, self.data.model, messages, task)
