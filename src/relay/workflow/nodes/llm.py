@@ -170,8 +170,8 @@ class LLMNode(Node):
         return vision_images(self.data.vision, pool)
 
     def declared_outputs(self) -> list[str]:
-        # reasoning_content and structured_output exist in newer exports' llm nodes.
-        return ["text", "usage", "finish_reason", "reasoning_content", "structured_output"]
+        # reasoning_content, structured_output and files exist in newer exports' llm nodes.
+        return ["text", "usage", "finish_reason", "reasoning_content", "structured_output", "files"]
 
     def build_messages(self, ctx: NodeContext) -> list[ChatMessage]:
         """The prompt as sent: template messages, chat history, then the query (with memory)."""
