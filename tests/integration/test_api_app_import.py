@@ -129,7 +129,7 @@ def test_bad_exports_get_clear_400s_and_create_nothing(api: Api, tenant: TenantC
 
     document = yaml.safe_load((FIXTURES / "seo-slug-generator.yml").read_text())
     document["workflow"]["graph"]["nodes"].append(
-        {"id": "search", "data": {"type": "tool", "title": "Search", "provider_id": "google"}}
+        {"id": "search", "data": {"type": "agent", "title": "Search", "provider_id": "google"}}
     )
     start = next(n["id"] for n in document["workflow"]["graph"]["nodes"]
                  if n["data"]["type"] == "start")  # fmt: skip

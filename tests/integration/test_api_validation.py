@@ -43,7 +43,7 @@ def test_a_draft_that_cannot_run_is_refused_naming_node_and_field(
 ) -> None:
     app_id = _app(api, tenant)
 
-    unknown = _save(api, tenant, app_id, _chain(START, node("t1", "tool"), END))
+    unknown = _save(api, tenant, app_id, _chain(START, node("t1", "agent"), END))
     assert _problems(unknown) == [("t1", "type")]
     assert "t1" in unknown.json["message"]
 
@@ -61,6 +61,11 @@ def test_a_draft_that_cannot_run_is_refused_naming_node_and_field(
     later["nodes"].append(llm("after", "x"))
     later["edges"].append(edge("e", "after"))
     assert _problems(_save(api, tenant, app_id, later)) == [("e", "outputs[0].value_selector")]
+
+    no_output = _chain(START, llm("a", "about {{#start.topik#}} for {{#start.sys.query#}}"), END)
+    refused = _save(api, tenant, app_id, no_output)
+    assert _problems(refused) == [("a", "prompt_template[0].text")]
+    assert "reads 'start.topik', but node 'start' has no output 'topik'" in refused.json["message"]
 
     no_model = _chain(START, node("m", "llm", prompt_template=[]), END)
     assert _problems(_save(api, tenant, app_id, no_model)) == [("m", "model")]

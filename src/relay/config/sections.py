@@ -195,6 +195,11 @@ class WorkflowSettings(BaseModel):
     llm_reply: str | None = Field(
         None, description="offline provider: fixed reply instead of one derived from the prompt"
     )
+    llm_vision: bool = Field(
+        True,
+        description="The configured model accepts images; when false, workflows whose llm nodes "
+        "enable vision are refused on import and on saving",
+    )
     max_steps: int = Field(500, ge=1, description="Node runs per workflow run")
     max_time: float = Field(1200.0, gt=0, description="Seconds of wall time per workflow run")
     max_workers: int = Field(4, ge=1, le=256, description="Threads running nodes of one run")

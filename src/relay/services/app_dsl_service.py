@@ -112,7 +112,7 @@ class AppDslService:
             items = review(
                 doc, known_datasets=known, llm_provider=self.runtime.settings.workflow.llm_provider
             )
-            blocking = _graph_items(doc)
+            blocking = _graph_items(doc, vision=self.runtime.settings.workflow.llm_vision)
             if blocking:
                 raise InvalidDsl(
                     f"the export cannot run in relay: {blocking[0]['message']}"
@@ -211,12 +211,13 @@ def _dataset_ids(doc: AppDocument) -> list[str]:
     return found
 
 
-def _graph_items(doc: AppDocument) -> list[dict[str, Any]]:
+def _graph_items(doc: AppDocument, *, vision: bool = True) -> list[dict[str, Any]]:
     """The graph's problems as attention items (unsupported node types named as such)."""
     if doc.graph is None:
         return []
     problems = graph_problems(
         doc.graph,
+        vision_supported=vision,
         environment_names=declared_names(doc.environment_variables),
         conversation_names=declared_names(doc.conversation_variables),
     )

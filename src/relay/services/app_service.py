@@ -126,6 +126,8 @@ class AppService:
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
+        # Whether the configured model takes images (llm nodes with vision are refused if not).
+        self._vision = runtime.settings.workflow.llm_vision
 
     def create(
         self,
@@ -210,7 +212,7 @@ class AppService:
         with self.runtime.db.transaction() as session:
             row = require_app(session, tenant_id, app_id, lock=True)
             _require_workflow_mode(row)
-            _check(row, graph, "the draft workflow")
+            _check(row, graph, "the draft workflow", self._vision)
             row.draft_workflow = dict(graph)
             session.flush()
             self.runtime.bus.emit(
@@ -231,7 +233,7 @@ class AppService:
             if row.draft_workflow is None:
                 raise NoDraft("the app has no draft workflow to publish; save a draft first")
             # Re-checked: a draft saved before a node type was removed, or by an older relay.
-            _check(row, row.draft_workflow, "the draft workflow to publish")
+            _check(row, row.draft_workflow, "the draft workflow to publish", self._vision)
             row.published_workflow = copy.deepcopy(row.draft_workflow)
             session.flush()
             self.runtime.bus.emit(
@@ -257,10 +259,11 @@ class AppService:
             )
 
 
-def _check(row: App, graph: Mapping[str, Any], what: str) -> None:
+def _check(row: App, graph: Mapping[str, Any], what: str, vision: bool) -> None:
     check_graph(
         graph,
         what=what,
+        vision_supported=vision,
         environment_names=declared_names(row.environment_variables),
         conversation_names=declared_names(row.conversation_variables),
     )

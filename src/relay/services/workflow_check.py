@@ -33,6 +33,7 @@ def graph_problems(
     *,
     environment_names: Iterable[str] | None = None,
     conversation_names: Iterable[str] | None = None,
+    vision_supported: bool = True,
 ) -> list[dict[str, Any]]:
     """Every problem of ``graph`` as ``{"node_id", "field", "message"}``; empty when it can run."""
     try:
@@ -41,6 +42,7 @@ def graph_problems(
             default_registry(),
             environment_names=environment_names,
             conversation_names=conversation_names,
+            vision_supported=vision_supported,
         )
     except GraphValidationError as exc:
         return list(exc.problems)
@@ -58,10 +60,14 @@ def check_graph(
     what: str = "the workflow",
     environment_names: Iterable[str] | None = None,
     conversation_names: Iterable[str] | None = None,
+    vision_supported: bool = True,
 ) -> None:
     """Raise :class:`InvalidWorkflow` (400) naming each node and field that is wrong."""
     problems = graph_problems(
-        graph, environment_names=environment_names, conversation_names=conversation_names
+        graph,
+        environment_names=environment_names,
+        conversation_names=conversation_names,
+        vision_supported=vision_supported,
     )
     if not problems:
         return

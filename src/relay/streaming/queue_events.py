@@ -25,6 +25,10 @@ from relay.workflow.events import (
     IterationRunNextEvent,
     IterationRunStartedEvent,
     IterationRunSucceededEvent,
+    LoopRunFailedEvent,
+    LoopRunNextEvent,
+    LoopRunStartedEvent,
+    LoopRunSucceededEvent,
     NodeRunExceptionEvent,
     NodeRunFailedEvent,
     NodeRunRetrieverResourceEvent,
@@ -59,6 +63,9 @@ class QueueEvent(StrEnum):
     ITERATION_START = "iteration_start"
     ITERATION_NEXT = "iteration_next"
     ITERATION_COMPLETED = "iteration_completed"
+    LOOP_START = "loop_start"
+    LOOP_NEXT = "loop_next"
+    LOOP_COMPLETED = "loop_completed"
     PARALLEL_BRANCH_STARTED = "parallel_branch_started"
     PARALLEL_BRANCH_FINISHED = "parallel_branch_finished"
     ERROR = "error"
@@ -268,6 +275,44 @@ class IterationCompletedEvent(_IterationEvent):
     error: str | None = None
 
 
+class _LoopEvent(AppQueueEvent):
+    id: str = Field(description="node execution id of the loop node")
+    node_id: str
+    node_type: str = "loop"
+    node_title: str = ""
+    start_at: datetime
+    parallel_id: str | None = None
+    parallel_start_node_id: str | None = None
+    in_iteration_id: str | None = None
+
+
+class LoopStartEvent(_LoopEvent):
+    """A loop starts its rounds."""
+
+    event: Literal[QueueEvent.LOOP_START] = QueueEvent.LOOP_START
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class LoopNextEvent(_LoopEvent):
+    """Round ``index`` starts."""
+
+    event: Literal[QueueEvent.LOOP_NEXT] = QueueEvent.LOOP_NEXT
+    index: int
+    pre_loop_output: Any = None
+
+
+class LoopCompletedEvent(_LoopEvent):
+    """The loop ended; ``error`` is set when a round failed."""
+
+    event: Literal[QueueEvent.LOOP_COMPLETED] = QueueEvent.LOOP_COMPLETED
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    outputs: dict[str, Any] = Field(default_factory=dict)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    steps: int
+    error: str | None = None
+
+
 class _BranchEvent(AppQueueEvent):
     parallel_id: str
     parallel_start_node_id: str
@@ -321,7 +366,8 @@ QUEUE_EVENT_MODELS: tuple[type[AppQueueEvent], ...] = (
     WorkflowStartedEvent, WorkflowSucceededEvent, WorkflowFailedEvent,
     WorkflowPartialSucceededEvent, NodeStartedEvent, NodeSucceededEvent, NodeFailedEvent,
     NodeExceptionEvent, NodeRetryEvent, RetrieverResourcesEvent, IterationStartEvent,
-    IterationNextEvent, IterationCompletedEvent, ParallelBranchStartedEvent,
+    IterationNextEvent, IterationCompletedEvent, LoopStartEvent, LoopNextEvent,
+    LoopCompletedEvent, ParallelBranchStartedEvent,
     ParallelBranchFinishedEvent, ErrorEvent, PingEvent, StopEvent,
 )  # fmt: skip
 """One model per :class:`QueueEvent`, told apart by their ``event`` field."""
@@ -357,6 +403,10 @@ _RENAMED: dict[type[GraphEngineEvent], type[AppQueueEvent]] = {
     IterationRunNextEvent: IterationNextEvent,
     IterationRunSucceededEvent: IterationCompletedEvent,
     IterationRunFailedEvent: IterationCompletedEvent,
+    LoopRunStartedEvent: LoopStartEvent,
+    LoopRunNextEvent: LoopNextEvent,
+    LoopRunSucceededEvent: LoopCompletedEvent,
+    LoopRunFailedEvent: LoopCompletedEvent,
     ParallelBranchRunStartedEvent: ParallelBranchStartedEvent,
     ParallelBranchRunSucceededEvent: ParallelBranchFinishedEvent,
     ParallelBranchRunFailedEvent: ParallelBranchFinishedEvent,

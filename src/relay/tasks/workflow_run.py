@@ -37,6 +37,7 @@ from relay.scheduling.timeslice import (
     requeue_continuation,
 )
 from relay.services.chat_service import ChatService
+from relay.services.published_apps import SqlPublishedApps
 from relay.services.run_streams import RunJob, end_with_error
 from relay.services.segment_service import SqlKnowledgeIndex
 from relay.services.workflow_check import declared_values
@@ -80,6 +81,9 @@ from relay.workflow.events import (
     GraphRunSucceededEvent,
     NodeRunSucceededEvent,
 )
+from relay.workflow.nodes.base import NodeServices
+from relay.workflow.tools.builtin import builtin_tools
+from relay.workflow.tools.workflow_apps import WorkflowAppTools
 
 if TYPE_CHECKING:
     from relay.config import WorkflowSettings
@@ -104,6 +108,7 @@ def llm_settings(settings: WorkflowSettings) -> LLMSettings:
             token_delay=settings.llm_token_delay,
             reply=settings.llm_reply,
             timeout=settings.llm_timeout,
+            vision=settings.llm_vision,
         )
     )
 
@@ -353,13 +358,20 @@ class WorkflowRunner:
             *slice_layers(self.runtime, job),
             *self.extra_layers,
         ]
-        services = create_services(
-            llm=llm_settings(ws),
-            # Knowledge-retrieval nodes search the keyword index built by document indexing.
-            knowledge=SqlKnowledgeIndex(self.runtime.db),
-            http=HttpRequestConfig(allow_private_addresses=ws.http_allow_private_addresses),
-            code=code_sandbox_config(ws),
-        )
+        apps = SqlPublishedApps(self.runtime.db)
+
+        def services_at(depth: int) -> NodeServices:
+            # Workflow-as-tool runs nested apps with the same services, one level deeper.
+            return create_services(
+                llm=llm_settings(ws),
+                # Knowledge-retrieval nodes search the keyword index built by document indexing.
+                knowledge=SqlKnowledgeIndex(self.runtime.db),
+                http=HttpRequestConfig(allow_private_addresses=ws.http_allow_private_addresses),
+                code=code_sandbox_config(ws),
+                tools=builtin_tools().with_workflows(WorkflowAppTools(apps, services_at, depth)),
+            )
+
+        services = services_at(0)
         return create_engine(
             graph_from_dict(graph),
             inputs=inputs,

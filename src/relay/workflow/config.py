@@ -42,6 +42,9 @@ class LLMProviderConfig(_Config):
         None, description="offline: fixed reply instead of one derived from the prompt"
     )
     timeout: float = Field(60.0, gt=0, description="openai: seconds per request read")
+    vision: bool = Field(
+        True, description="the model accepts images; llm nodes with vision on fail clearly if not"
+    )
 
 
 class LLMSettings(_Config):

@@ -86,8 +86,10 @@ def graph_from_dict(graph: Mapping[str, Any]) -> Graph:
         if not node_type or raw.get("type") == "custom-note":
             notes.add(str(raw.get("id")))  # a note on the canvas, not a node
             continue
-        parent = raw.get("parentId") or (
-            data.get("iteration_id") if data.get("isInIteration") else None
+        parent = (
+            raw.get("parentId")
+            or (data.get("iteration_id") if data.get("isInIteration") else None)
+            or (data.get("loop_id") if data.get("isInLoop") else None)
         )
         nodes.append(
             NodeConfig(

@@ -184,10 +184,16 @@ def review(
                     ))  # fmt: skip
         elif node_type in CREDENTIAL_NODE_TYPES:
             provider = data.get("provider_id") or data.get("provider_name") or "?"
+            runs = (
+                "relay runs its built-in providers and workflow-as-tool; with another provider "
+                "the node fails when it runs"
+                if node_type == "tool"
+                else "relay does not run this node type"
+            )
             items.append(attention(
                 "missing_tool_credentials",
                 f"{node_type} node uses tool provider '{provider}', whose credentials live in "
-                "Dify, not in the export; relay does not run this node type",
+                f"Dify, not in the export; {runs}",
                 node_id=node_id, field="provider_id", provider=str(provider),
             ))  # fmt: skip
         elif node_type == "llm":

@@ -219,6 +219,52 @@ class IterationRunFailedEvent(_IterationEvent):
     error: str
 
 
+# --- loops -------------------------------------------------------------------------------------
+
+
+class _LoopEvent(GraphEngineEvent):
+    id: str = Field(description="node execution id of the loop node")
+    node_id: str
+    node_type: str = "loop"
+    node_title: str = ""
+    start_at: datetime
+    parallel_id: str | None = None
+    parallel_start_node_id: str | None = None
+    in_iteration_id: str | None = None
+
+
+class LoopRunStartedEvent(_LoopEvent):
+    """A loop node starts; ``inputs`` holds its loop count and the initial loop variables."""
+
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class LoopRunNextEvent(_LoopEvent):
+    """Round ``index`` starts (0-based); ``pre_loop_output`` holds the loop variables so far."""
+
+    index: int
+    pre_loop_output: Any = None
+
+
+class LoopRunSucceededEvent(_LoopEvent):
+    """The loop ended: a break condition held, a loop-end node ran, or the rounds ran out."""
+
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    outputs: dict[str, Any] = Field(default_factory=dict)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    steps: int
+
+
+class LoopRunFailedEvent(_LoopEvent):
+    """A round failed."""
+
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    outputs: dict[str, Any] = Field(default_factory=dict)
+    steps: int
+    error: str
+
+
 GRAPH_END_EVENTS = (
     GraphRunSucceededEvent,
     GraphRunFailedEvent,

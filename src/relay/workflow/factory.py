@@ -16,6 +16,8 @@ from relay.workflow.layers import GraphEngineLayer
 from relay.workflow.llm.providers import LLMProviders
 from relay.workflow.nodes.base import NodeServices, RunInfo
 from relay.workflow.nodes.registry import NodeRegistry, default_registry
+from relay.workflow.tools.base import ToolSource
+from relay.workflow.tools.builtin import builtin_tools
 from relay.workflow.variables import SystemVariables, VariablePool
 
 
@@ -25,13 +27,16 @@ def create_services(
     knowledge: KnowledgeIndex | None = None,
     http: HttpRequestConfig | None = None,
     code: CodeSandboxConfig | None = None,
+    tools: ToolSource | None = None,
 ) -> NodeServices:
-    """Node services from settings (offline LLM and an empty in-memory index by default)."""
+    """Node services from settings (offline LLM, an empty in-memory index and the built-in
+    tools by default)."""
     return NodeServices(
         llm=LLMProviders(llm),
         knowledge=knowledge if knowledge is not None else InMemoryKnowledgeIndex(),
         http=http or HttpRequestConfig(),
         code=code or CodeSandboxConfig(),
+        tools=tools if tools is not None else builtin_tools(),
     )
 
 

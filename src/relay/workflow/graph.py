@@ -27,6 +27,11 @@ from relay.workflow.variables import (
 START_TYPE = "start"
 ITERATION_TYPE = "iteration"
 ITERATION_START_TYPE = "iteration-start"
+LOOP_TYPE = "loop"
+LOOP_START_TYPE = "loop-start"
+# Node types whose body is a level of its own (nodes with ``parentId`` set to them).
+CONTAINER_TYPES = frozenset({ITERATION_TYPE, LOOP_TYPE})
+_BODY_START_TYPES = frozenset({ITERATION_START_TYPE, LOOP_START_TYPE})
 SOURCE_HANDLE = "source"
 FAIL_BRANCH_HANDLE = "fail-branch"
 
@@ -121,16 +126,18 @@ class Graph:
         levels: dict[str | None, dict[str, NodeConfig]] = {None: {}}
         for node in by_id.values():
             parent = node.parent_id
-            if parent is not None and (parent not in by_id or by_id[parent].type != ITERATION_TYPE):
+            if parent is not None and (
+                parent not in by_id or by_id[parent].type not in CONTAINER_TYPES
+            ):
                 problems.add(
-                    f"{node.describe()} sits in '{parent}', which is not an iteration",
+                    f"{node.describe()} sits in '{parent}', which is not an iteration or a loop",
                     node.id,
                     "parentId",
                 )
                 parent = None
             levels.setdefault(parent, {})[node.id] = node
         for node in by_id.values():
-            if node.type == ITERATION_TYPE:
+            if node.type in CONTAINER_TYPES:
                 levels.setdefault(node.id, {})
         level_edges: dict[str | None, list[Edge]] = {key: [] for key in levels}
         seen_edges: set[str] = set()
@@ -185,7 +192,7 @@ class Graph:
             graph.children = {
                 node_id: graphs[node_id]
                 for node_id, node in graph.nodes.items()
-                if node.type == ITERATION_TYPE and node_id in graphs
+                if node.type in CONTAINER_TYPES and node_id in graphs
             }
         return graphs[None]
 
@@ -300,7 +307,9 @@ def _find_root(
         flagged = [
             node_id
             for node_id, node in level.items()
-            if node.type == ITERATION_START_TYPE or node.data.get("isIterationStart")
+            if node.type in _BODY_START_TYPES
+            or node.data.get("isIterationStart")
+            or node.data.get("isLoopStart")
         ]
         root = flagged[0] if flagged else None
     if not root or root not in level:
@@ -355,6 +364,10 @@ class NodeCatalog(Protocol):
         """Variables the node reads; raises GraphValidationError when its data is invalid."""
         ...
 
+    def outputs(self, config: NodeConfig) -> frozenset[str] | None:
+        """Output names the node writes; None when only its run knows them."""
+        ...
+
 
 def validate_graph(
     graph: Graph,
@@ -362,6 +375,7 @@ def validate_graph(
     *,
     environment_names: Iterable[str] | None = None,
     conversation_names: Iterable[str] | None = None,
+    vision_supported: bool = True,
 ) -> None:
     """Check node types and that every variable a node reads can exist when it runs.
 
@@ -389,7 +403,21 @@ def validate_graph(
     conversation = set(conversation_names) if conversation_names is not None else None
     parents = _level_parents(graph)
     found = Problems()
+    outputs: dict[str, frozenset[str] | None] = {}
+    for _, node in graph.walk():
+        try:
+            outputs[node.id] = catalog.outputs(node)
+        except GraphValidationError:
+            outputs[node.id] = None  # reported below, with the node's selectors
     for level, node in graph.walk():
+        vision = node.data.get("vision")
+        if not vision_supported and isinstance(vision, Mapping) and vision.get("enabled"):
+            found.add(
+                f"{node.describe()} enables vision, but the configured LLM provider does not "
+                "accept images",
+                node.id,
+                "vision.enabled",
+            )
         try:
             selectors = catalog.selectors(node)
         except GraphValidationError as exc:
@@ -400,6 +428,12 @@ def validate_graph(
             continue
         for selector in selectors:
             problem = _check_reference(level, node, selector, parents, env, conversation)
+            names = outputs.get(selector[0]) if len(selector) >= 2 else None
+            if problem is None and names is not None and not _produces(names, selector):
+                problem = (
+                    f"{node.describe()} reads '{'.'.join(selector)}', but node '{selector[0]}' "
+                    f"has no output '{selector[1]}' (it has: {', '.join(sorted(names)) or 'none'})"
+                )
             if problem:
                 found.add(problem, node.id, _field_of(node.data, selector))
         body = level.children.get(node.id)
@@ -413,6 +447,12 @@ def validate_graph(
             )
     if found:
         raise found.error()
+
+
+def _produces(names: frozenset[str], selector: Selector) -> bool:
+    """Whether a node with outputs ``names`` writes what ``selector`` reads."""
+    dotted = len(selector) >= 3 and f"{selector[1]}.{selector[2]}" in names
+    return selector[1] in names or dotted
 
 
 def _field_of(data: Any, selector: Selector, path: str = "") -> str | None:

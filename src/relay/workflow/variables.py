@@ -12,7 +12,7 @@ import json
 import re
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 SYSTEM_NODE_ID = "sys"
@@ -79,6 +79,8 @@ class SystemVariables:
         return {key: value for key, value in values.items() if value is not None}
 
 
+SYSTEM_VARIABLE_NAMES = tuple(f.name for f in fields(SystemVariables))
+
 _MISSING = object()
 
 
@@ -126,9 +128,13 @@ class VariablePool:
         if len(selector) < 2:
             return None
         value = self._lookup(selector[0], selector[1])
+        rest = selector[2:]
+        if value is _MISSING and len(selector) >= 3:
+            # A dotted output name written as a template: {{#start.sys.query#}}.
+            value, rest = self._lookup(selector[0], f"{selector[1]}.{selector[2]}"), selector[3:]
         if value is _MISSING:
             return None
-        for key in selector[2:]:
+        for key in rest:
             if isinstance(value, Mapping):
                 value = value.get(key)
             elif isinstance(value, list) and key.isdigit() and int(key) < len(value):

@@ -14,8 +14,10 @@ from relay.workflow import (
     NodeRunStreamChunkEvent,
     NodeRunSucceededEvent,
     RunInfo,
+    SystemVariables,
     create_engine,
     create_services,
+    graph_from_dict,
     load_dsl,
 )
 from relay.workflow.events import GraphEngineEvent
@@ -98,3 +100,39 @@ def test_abort_mid_stream(openai_server: OpenAIServer) -> None:
         "GraphRunAborted",
     ]
     assert events[-1] == GraphRunAbortedEvent(reason="user stop", outputs={})
+
+
+def test_vision_sends_images_as_content_parts(openai_server: OpenAIServer) -> None:
+    openai_server.reply = lambda messages: "a cat"
+    image = {"type": "image", "transfer_method": "remote_url", "url": "https://img.test/cat.png"}
+    graph = {
+        "nodes": [
+            {"id": "s", "data": {"type": "start", "title": "S", "variables": []}},
+            {"id": "llm", "data": {
+                "type": "llm", "title": "L", "model": {"provider": "openai", "name": "gpt-4o"},
+                "prompt_template": [{"role": "user", "text": "What is in the picture?"}],
+                "vision": {"enabled": True, "configs": {"variable_selector": ["sys", "files"],
+                                                        "detail": "high"}}}},
+            {"id": "e", "data": {"type": "end", "title": "E", "outputs": [
+                {"variable": "text", "value_selector": ["llm", "text"]}]}},
+        ],
+        "edges": [{"id": "1", "source": "s", "target": "llm"},
+                  {"id": "2", "source": "llm", "target": "e"}],
+    }  # fmt: skip
+    remote = LLMProviderConfig(kind="openai", base_url=openai_server.base_url, api_key="test-key")
+    engine = create_engine(
+        graph_from_dict(graph),
+        system=SystemVariables(files=[image]),
+        services=create_services(llm=LLMSettings(default=remote)),
+    )
+    assert list(engine.run())[-1] == GraphRunSucceededEvent(outputs={"text": "a cat"})
+    sent = openai_server.requests[0]["json"]["messages"]
+    assert sent == [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "What is in the picture?"},
+                {"type": "image_url", "image_url": {"url": "https://img.test/cat.png"}},
+            ],
+        }
+    ]

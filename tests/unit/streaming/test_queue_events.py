@@ -35,6 +35,7 @@ NODE = {"id": "exec-1", "node_id": "llm", "node_type": "llm", "node_title": "LLM
 FINISHED = {**NODE, "finished_at": T0, "elapsed_time": 0.5, "outputs": {"text": "hi"}}
 BRANCH = {"parallel_id": "p1", "parallel_start_node_id": "a"}
 ITERATION = {"id": "it-1", "node_id": "it", "start_at": T0}
+LOOP = {"id": "loop-1", "node_id": "loop", "start_at": T0}
 
 ENGINE_EVENTS: list[tuple[ev.GraphEngineEvent, QueueEvent]] = [
     (ev.GraphRunStartedEvent(), QueueEvent.WORKFLOW_STARTED),
@@ -68,6 +69,10 @@ ENGINE_EVENTS: list[tuple[ev.GraphEngineEvent, QueueEvent]] = [
     (ev.IterationRunNextEvent(**ITERATION, index=0), QueueEvent.ITERATION_NEXT),
     (ev.IterationRunSucceededEvent(**ITERATION, steps=2), QueueEvent.ITERATION_COMPLETED),
     (ev.IterationRunFailedEvent(**ITERATION, steps=1, error="x"), QueueEvent.ITERATION_COMPLETED),
+    (ev.LoopRunStartedEvent(**LOOP, inputs={"loop_count": 3}), QueueEvent.LOOP_START),
+    (ev.LoopRunNextEvent(**LOOP, index=1, pre_loop_output={"n": 1}), QueueEvent.LOOP_NEXT),
+    (ev.LoopRunSucceededEvent(**LOOP, steps=2, outputs={"n": 2}), QueueEvent.LOOP_COMPLETED),
+    (ev.LoopRunFailedEvent(**LOOP, steps=1, error="x"), QueueEvent.LOOP_COMPLETED),
 ]
 
 

@@ -28,7 +28,7 @@ def _dsl(
     }
 
 
-@pytest.mark.parametrize("kind", ["tool", "agent"])
+@pytest.mark.parametrize("kind", ["agent", "datasource"])
 def test_unsupported_node_type_names_the_node(kind: str) -> None:
     raw = node("n42", kind)
     raw["data"]["title"] = "Google Search"

@@ -57,7 +57,7 @@ def test_memory_appends_history_and_query() -> None:
                 "model": {"provider": "x", "name": "m"},
                 "prompt_template": [{"role": "system", "text": "You help."}],
                 "memory": {
-                    "window": {"enabled": True, "size": 2},
+                    "window": {"enabled": True, "size": 1},
                     "query_prompt_template": "{{#sys.query#}}",
                 },
             },

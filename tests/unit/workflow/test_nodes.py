@@ -109,7 +109,7 @@ def test_assigner_writes_conversation_variables() -> None:
 def test_aggregator_groups() -> None:
     graph = build(
         [
-            start("a", "b"),
+            start("a", "b", "missing"),
             node(
                 "agg",
                 "variable-aggregator",

@@ -16,6 +16,7 @@ class ChatMessage:
 
     role: Literal["system", "user", "assistant"]
     content: str
+    images: tuple[str, ...] = ()  # image URLs (or data: URLs) sent with a vision request
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,23 @@ class ChatRequest:
     model: str
     messages: tuple[ChatMessage, ...]
     parameters: Mapping[str, Any] = field(default_factory=dict)
+    # What a structured caller (classifier, extractor) expects back; a model reads the prompt,
+    # the offline provider answers from this hint so that demos and tests get useful output.
+    task: StructuredTask | None = None
+
+
+@dataclass(frozen=True)
+class StructuredTask:
+    """A JSON answer a node asks for: ``classify`` a text into classes or ``extract`` fields.
+
+    ``classes``: ``[{"id", "name"}]``; ``parameters``: ``[{"name", "type", "description",
+    "options", "required"}]``.
+    """
+
+    kind: Literal["classify", "extract"]
+    text: str
+    classes: tuple[Mapping[str, str], ...] = ()
+    parameters: tuple[Mapping[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -75,4 +93,8 @@ class LLMProviderSource(Protocol):
         self, node_id: str, model_provider: str, model_name: str
     ) -> tuple[LLMProvider, str]:
         """The provider to call and the model name to send."""
+        ...
+
+    def supports_vision(self, node_id: str, model_provider: str) -> bool:
+        """Whether the provider chosen for the node accepts images."""
         ...

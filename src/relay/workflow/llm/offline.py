@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 from relay.workflow.config import LLMProviderConfig
 from relay.workflow.llm.base import ChatRequest, LLMDelta, LLMUsage
+from relay.workflow.llm.offline_structured import structured_reply
 from relay.workflow.stop import StopToken
 
 OFFLINE_LABEL = "offline"
@@ -22,13 +23,15 @@ _ECHO_WORDS = 48
 
 def offline_reply(request: ChatRequest) -> str:
     """The reply for ``request``: a digest of the whole prompt and an echo of its last user turn."""
-    prompt = "\n".join(f"{m.role}: {m.content}" for m in request.messages)
+    prompt = "\n".join(f"{m.role}: {m.content} {' '.join(m.images)}" for m in request.messages)
     digest = hashlib.sha256(prompt.encode()).hexdigest()[:8]
     users = [m.content for m in request.messages if m.role == "user"]
     source = users[-1] if users else (request.messages[-1].content if request.messages else "")
     words = source.split()
     echo = " ".join(words[:_ECHO_WORDS]) + (" …" if len(words) > _ECHO_WORDS else "")
-    return f"[offline reply {digest}] {echo}".rstrip()
+    images = sum(len(m.images) for m in request.messages)
+    seen = f" [{images} image{'s' if images != 1 else ''} received]" if images else ""
+    return f"[offline reply {digest}]{seen} {echo}".rstrip()
 
 
 def tokenize(text: str) -> list[str]:
@@ -47,7 +50,12 @@ class OfflineProvider:
 
     def stream(self, request: ChatRequest, stop: StopToken) -> Iterator[LLMDelta]:
         """Yield the reply token by token, waiting ``token_delay`` between tokens."""
-        text = self._reply if self._reply is not None else offline_reply(request)
+        if self._reply is not None:
+            text = self._reply
+        elif request.task is not None:
+            text = structured_reply(request.task)  # useful JSON, not an echo
+        else:
+            text = offline_reply(request)
         tokens = tokenize(text)
         prompt_tokens = sum(len(m.content.split()) for m in request.messages)
         for i, token in enumerate(tokens):

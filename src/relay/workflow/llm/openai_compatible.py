@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from relay.workflow.config import LLMProviderConfig
-from relay.workflow.llm.base import ChatRequest, LLMDelta, LLMError, LLMUsage
+from relay.workflow.llm.base import ChatMessage, ChatRequest, LLMDelta, LLMError, LLMUsage
 from relay.workflow.stop import StopToken
 
 OPENAI_LABEL = "openai"
@@ -50,7 +50,7 @@ class OpenAICompatibleProvider:
         """Stream the completion; usage comes from the API's final chunk when it sends one."""
         payload: dict[str, Any] = {
             "model": self._model or request.model,
-            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "messages": [_message(m) for m in request.messages],
             "stream": True,
             "stream_options": {"include_usage": True},
         }
@@ -91,6 +91,14 @@ class OpenAICompatibleProvider:
             prompt = sum(len(m.content.split()) for m in request.messages)
             usage = LLMUsage(prompt_tokens=prompt, completion_tokens=pieces)
         yield LLMDelta(usage=usage, finish_reason=finish or "stop")
+
+
+def _message(message: ChatMessage) -> dict[str, Any]:
+    if not message.images:
+        return {"role": message.role, "content": message.content}
+    parts: list[dict[str, Any]] = [{"type": "text", "text": message.content}]
+    parts.extend({"type": "image_url", "image_url": {"url": url}} for url in message.images)
+    return {"role": message.role, "content": parts}
 
 
 def _decode(data: str) -> dict[str, Any]:

@@ -47,6 +47,10 @@ class LLMProviders:
                 self._built[id(config)] = provider
         return provider, config.model or model_name
 
+    def supports_vision(self, node_id: str, model_provider: str) -> bool:
+        """Whether the provider chosen for the node accepts images (its ``vision`` setting)."""
+        return self.config_for(node_id, model_provider).vision
+
     def close(self) -> None:
         """Close HTTP connection pools of built providers."""
         with self._lock:

@@ -49,6 +49,9 @@ class AnswerNode(Node):
             segments.append(Segment(text=self.data.answer[position:]))
         return ResponseSpec(tuple(segments), "answer")
 
+    def declared_outputs(self) -> list[str]:
+        return ["answer"]
+
     def run(self, ctx: NodeContext) -> NodeRun:
         return NodeRunResult(outputs={"answer": ctx.pool.render(self.data.answer)})
         yield  # a generator, like every node

@@ -74,12 +74,14 @@ class AssignerNode(Node):
         super().__init__(config)
         self.data = parse_data(AssignerData, config)
         for item in self.data.operations():
-            if (
-                item.variable_selector[:1] != [CONVERSATION_NODE_ID]
-                or len(item.variable_selector) != 2
+            # Inside a loop, an assigner updates the loop's variables ([loop_id, label]).
+            owners = [CONVERSATION_NODE_ID] + ([config.parent_id] if config.parent_id else [])
+            if item.variable_selector[:1] not in [[o] for o in owners] or (
+                len(item.variable_selector) != 2
             ):
                 raise GraphValidationError(
-                    f"{config.describe()} can only assign conversation variables, "
+                    f"{config.describe()} can only assign conversation variables"
+                    f"{' and variables of its loop' if config.parent_id else ''}, "
                     f"not {'.'.join(item.variable_selector)}"
                 )
             if item.operation not in _OPERATIONS:
@@ -94,6 +96,9 @@ class AssignerNode(Node):
             if item.input_type == "variable" and isinstance(item.value, list) and item.value:
                 found.append(as_selector(item.value))
         return found
+
+    def declared_outputs(self) -> list[str]:
+        return []
 
     def run(self, ctx: NodeContext) -> NodeRun:
         updated: dict[str, Any] = {}

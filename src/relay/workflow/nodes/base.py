@@ -10,7 +10,7 @@ Node objects are shared by parallel iteration items, so ``run`` keeps its state 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Generator, Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol, TypeVar
 
@@ -23,6 +23,8 @@ from relay.workflow.graph import FAIL_BRANCH_HANDLE, SOURCE_HANDLE, NodeConfig
 from relay.workflow.knowledge import KnowledgeIndex
 from relay.workflow.llm.base import ChatMessage, LLMProviderSource
 from relay.workflow.stop import StopToken
+from relay.workflow.tools.base import ToolSource
+from relay.workflow.tools.builtin import builtin_tools
 from relay.workflow.variables import Selector, VariablePool
 
 # --- what a node yields and returns --------------------------------------------------------------
@@ -85,6 +87,7 @@ class NodeServices:
     knowledge: KnowledgeIndex
     http: HttpRequestConfig = field(default_factory=HttpRequestConfig)
     code: CodeSandboxConfig = field(default_factory=CodeSandboxConfig)
+    tools: ToolSource = field(default_factory=builtin_tools)
 
 
 class SubgraphExecution(Protocol):
@@ -238,6 +241,18 @@ class Node(ABC):
     def selectors(self) -> list[Selector]:
         """Variables this node reads (validated against the graph before a run)."""
         return []
+
+    def declared_outputs(self) -> Iterable[str] | None:
+        """Names of the outputs this node writes; None when they cannot be known before a run."""
+        return None
+
+    def output_names(self) -> frozenset[str] | None:
+        """Every output name a reference may use (a failure strategy adds the error fields)."""
+        declared = self.declared_outputs()
+        if declared is None:
+            return None
+        extra = {"error_message", "error_type"} if self.policy.error_strategy else set()
+        return frozenset(declared) | extra
 
     def response_spec(self) -> ResponseSpec | None:
         """For answer/end nodes: what they stream. None for every other node."""

@@ -94,6 +94,9 @@ class CodeNode(Node):
     def selectors(self) -> list[Selector]:
         return [as_selector(v.value_selector) for v in self.data.variables]
 
+    def declared_outputs(self) -> list[str] | None:
+        return list(self.data.outputs) or None
+
     def run(self, ctx: NodeContext) -> NodeRun:
         inputs = {v.variable: ctx.pool.get(v.value_selector) for v in self.data.variables}
         reply = CodeSandbox(ctx.services.code).run(self.data.code, inputs, ctx.stop)

@@ -52,6 +52,9 @@ class EndNode(Node):
             "end",
         )
 
+    def declared_outputs(self) -> list[str]:
+        return [o.variable for o in self.data.outputs]
+
     def run(self, ctx: NodeContext) -> NodeRun:
         outputs = {o.variable: ctx.pool.get(o.value_selector) for o in self.data.outputs}
         return NodeRunResult(outputs=outputs, inputs=dict(outputs))

@@ -188,6 +188,9 @@ class HttpRequestNode(Node):
             write=pick(asked.write, config.write_timeout),
         )
 
+    def declared_outputs(self) -> list[str]:
+        return ["status_code", "body", "headers", "files"]
+
     def run(self, ctx: NodeContext) -> NodeRun:
         config = ctx.services.http
         request = self._request(ctx.pool)

@@ -76,6 +76,10 @@ class IterationNode(Node):
     def selectors(self) -> list[Selector]:
         return [as_selector(self.data.iterator_selector)]
 
+    def declared_outputs(self) -> list[str]:
+        # item and index are read by the body's nodes while an item runs.
+        return ["output", "item", "index"]
+
     def run(self, ctx: NodeContext) -> NodeRun:
         if ctx.subgraphs is None:
             raise NodeError("iteration needs the engine's subgraph runner")

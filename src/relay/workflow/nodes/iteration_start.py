@@ -10,6 +10,9 @@ class IterationStartNode(Node):
 
     node_type = "iteration-start"
 
+    def declared_outputs(self) -> list[str]:
+        return []
+
     def run(self, ctx: NodeContext) -> NodeRun:
         return NodeRunResult()
         yield  # a generator, like every node

@@ -54,10 +54,17 @@ class KnowledgeRetrievalNode(Node):
     def selectors(self) -> list[Selector]:
         return [as_selector(self.data.query_variable_selector)]
 
+    def declared_outputs(self) -> list[str]:
+        return ["result"]
+
     def run(self, ctx: NodeContext) -> NodeRun:
         query = to_text(ctx.pool.get(self.data.query_variable_selector)).strip()
         if not query:
-            raise NodeError("knowledge retrieval needs a non-empty query")
+            shown = ".".join(self.data.query_variable_selector)
+            state = (
+                "is empty" if ctx.pool.has(self.data.query_variable_selector) else "has no value"
+            )
+            raise NodeError(f"knowledge retrieval needs a non-empty query, but '{shown}' {state}")
         settings = self.data.multiple_retrieval_config or MultipleRetrievalConfig()
         top_k = settings.top_k if self.data.retrieval_mode == "multiple" else DEFAULT_TOP_K
         found = ctx.services.knowledge.search(

@@ -10,15 +10,22 @@ from relay.workflow.nodes.answer import AnswerNode
 from relay.workflow.nodes.assigner import AssignerNode
 from relay.workflow.nodes.base import Node
 from relay.workflow.nodes.code import CodeNode
+from relay.workflow.nodes.document_extractor import DocumentExtractorNode
 from relay.workflow.nodes.end import EndNode
 from relay.workflow.nodes.http_request import HttpRequestNode
 from relay.workflow.nodes.if_else import IfElseNode
 from relay.workflow.nodes.iteration import IterationNode
 from relay.workflow.nodes.iteration_start import IterationStartNode
 from relay.workflow.nodes.knowledge_retrieval import KnowledgeRetrievalNode
+from relay.workflow.nodes.list_operator import ListOperatorNode
 from relay.workflow.nodes.llm import LLMNode
+from relay.workflow.nodes.loop import LoopNode
+from relay.workflow.nodes.loop_start import LoopEndNode, LoopStartNode
+from relay.workflow.nodes.parameter_extractor import ParameterExtractorNode
+from relay.workflow.nodes.question_classifier import QuestionClassifierNode
 from relay.workflow.nodes.start import StartNode
 from relay.workflow.nodes.template_transform import TemplateTransformNode
+from relay.workflow.nodes.tool import ToolNode
 from relay.workflow.nodes.variable_aggregator import VariableAggregatorNode
 from relay.workflow.variables import Selector
 
@@ -36,6 +43,14 @@ BUILTIN_NODES: tuple[type[Node], ...] = (
     VariableAggregatorNode,
     AssignerNode,
     KnowledgeRetrievalNode,
+    ParameterExtractorNode,
+    QuestionClassifierNode,
+    ListOperatorNode,
+    DocumentExtractorNode,
+    LoopNode,
+    LoopStartNode,
+    LoopEndNode,
+    ToolNode,
 )
 # Older Dify exports call the aggregator "variable-assigner".
 ALIASES = {"variable-assigner": "variable-aggregator"}
@@ -74,6 +89,10 @@ class NodeRegistry:
     def selectors(self, config: NodeConfig) -> list[Selector]:
         """Variables the node reads (parsing its data, so invalid data raises here)."""
         return self.create(config).selectors()
+
+    def outputs(self, config: NodeConfig) -> frozenset[str] | None:
+        """Output names the node writes (None: only known when it runs)."""
+        return self.create(config).output_names()
 
 
 def default_registry() -> NodeRegistry:

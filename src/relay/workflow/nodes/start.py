@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from relay.workflow.errors import NodeError
 from relay.workflow.graph import NodeConfig
 from relay.workflow.nodes.base import Node, NodeContext, NodeRun, NodeRunResult, parse_data
+from relay.workflow.variables import SYSTEM_NODE_ID, SYSTEM_VARIABLE_NAMES
 
 _TEXT_TYPES = {"text-input", "paragraph", "select"}
 
@@ -44,13 +45,21 @@ class StartNode(Node):
         super().__init__(config)
         self.data = parse_data(StartData, config)
 
+    def declared_outputs(self) -> Iterable[str]:
+        names = [declared.variable for declared in self.data.variables]
+        return names + [f"{SYSTEM_NODE_ID}.{name}" for name in SYSTEM_VARIABLE_NAMES]
+
     def run(self, ctx: NodeContext) -> NodeRun:
         outputs: dict[str, Any] = {}
         for declared in self.data.variables:
             outputs[declared.variable] = _check(
                 declared, ctx.pool.user_inputs.get(declared.variable)
             )
-        return NodeRunResult(outputs=outputs, inputs=dict(outputs))
+        inputs = dict(outputs)
+        # Older exports read system variables from the start node: [start_id, "sys.query"].
+        for name, value in ctx.pool.node_outputs(SYSTEM_NODE_ID).items():
+            outputs[f"{SYSTEM_NODE_ID}.{name}"] = value
+        return NodeRunResult(outputs=outputs, inputs=inputs)
         yield  # a generator, like every node
 
 

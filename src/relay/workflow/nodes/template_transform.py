@@ -79,6 +79,9 @@ class TemplateTransformNode(Node):
     def selectors(self) -> list[Selector]:
         return [as_selector(v.value_selector) for v in self.data.variables]
 
+    def declared_outputs(self) -> list[str]:
+        return ["output"]
+
     def run(self, ctx: NodeContext) -> NodeRun:
         inputs = {v.variable: ctx.pool.get(v.value_selector) for v in self.data.variables}
         output = render_template(self.data.template, inputs)

@@ -67,6 +67,10 @@ class VariableAggregatorNode(Node):
         lists = [g.variables for g in groups] if groups is not None else [self.data.variables]
         return [as_selector(s) for candidates in lists for s in candidates]
 
+    def declared_outputs(self) -> list[str]:
+        groups = self._groups
+        return ["output"] if groups is None else [g.group_name for g in groups]
+
     def run(self, ctx: NodeContext) -> NodeRun:
         groups = self._groups
         outputs: dict[str, Any]
