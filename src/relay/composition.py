@@ -37,6 +37,7 @@ from relay.monitoring.presence import WorkerPresence
 from relay.monitoring.queues import QueueMonitor
 from relay.monitoring.task_metrics import TaskStats, TaskStatsCollector
 from relay.monitoring.tracing import configure_tracing
+from relay.resilience.breaker import BreakerCollector, Breakers
 from relay.runtime import Runtime
 from relay.scheduling.admission import RedisAdmission
 from relay.scheduling.dispatcher import FairDispatcher
@@ -90,8 +91,13 @@ def create_runtime(settings: Settings) -> Runtime:
     metrics = Metrics()
     presence = WorkerPresence(client, settings.monitoring.worker_ttl)
     chain = TaskChain(passthrough=passthrough_errors())
+    breakers = Breakers()
     celery = RelayCelery(
-        celery_config(settings, redis_url), chain=chain, presence=presence, background=background
+        celery_config(settings, redis_url),
+        chain=chain,
+        presence=presence,
+        background=background,
+        breakers=breakers,
     )
     dispatcher = FairDispatcher(
         RedisTenantQueue(client, settings.scheduling),
@@ -137,6 +143,7 @@ def create_runtime(settings: Settings) -> Runtime:
             code_sandbox=settings.workflow.code_sandbox,
         ),
         embedded_redis=embedded,
+        breakers=breakers,
     )
     _task_chain(runtime)
     _metrics(runtime)
@@ -174,6 +181,7 @@ def _metrics(runtime: Runtime) -> None:
     """Collectors read at scrape time."""
     registry = runtime.metrics.registry
     registry.register(TaskStatsCollector(runtime.redis))
+    registry.register(BreakerCollector(runtime.breakers))
     register_metrics(
         registry,
         runtime.dispatcher.queue,

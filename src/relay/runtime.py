@@ -31,6 +31,7 @@ from relay.monitoring.levels import ReadinessChecker
 from relay.monitoring.presence import WorkerPresence
 from relay.monitoring.queues import QueueMonitor
 from relay.monitoring.task_metrics import TaskStats
+from relay.resilience.breaker import Breakers
 from relay.scheduling.admission import Admission
 from relay.scheduling.dispatcher import FairDispatcher
 from relay.streaming.streams import RunStreams
@@ -67,6 +68,8 @@ class Runtime:
     errors: ErrorReporter
     readiness: ReadinessChecker
     embedded_redis: EmbeddedRedis | None = None
+    # Circuit breakers of this process (the broker's is the Celery app's).
+    breakers: Breakers = field(default_factory=Breakers)
     _closed: bool = field(default=False, repr=False)
 
     @property

@@ -7,9 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from relay.config import Settings
+from relay.errors import BrokerUnavailable
 from relay.migrations import upgrade
 from tests.integration.test_api_support import Api, TenantCredentials, admin_api
 from tests.outages import OwnPostgres, OwnRedis
+from tests.waiting import wait_until
 
 PROBES: list[tuple[str, str, dict[str, Any] | None]] = [
     ("POST", "/v1/ping-task", {"message": "outage"}),
@@ -78,3 +80,40 @@ def test_database_outage_is_a_503_and_recovery_needs_no_restart(settings: Settin
             assert [a[:2] for a in _probe(api, tenant) if a[1] >= 300] == []
     finally:
         server.remove()
+
+
+def test_the_broker_circuit_opens_while_redis_is_down_and_closes_after(
+    settings: Settings, tmp_path: Path
+) -> None:
+    server = OwnRedis(tmp_path / "redis").start()
+    own = settings.model_copy(
+        update={"redis": settings.redis.model_copy(update={"url": server.url})}
+    )
+    try:
+        with admin_api(own) as api:
+            celery = api.runtime.celery
+            server.kill()
+            errors = []
+            for _ in range(6):
+                try:
+                    celery.send_task("relay.ping", args=["x"], queue="monitor")
+                except BrokerUnavailable as exc:
+                    errors.append(exc)
+            assert len(errors) == 6
+            assert isinstance(errors[-1].details, dict)
+            assert errors[-1].details["circuit"] == "broker"  # refused without trying
+            metrics = api.client.get("/metrics").get_data(as_text=True)
+            assert 'relay_circuit_state{circuit="broker"} 2.0' in metrics
+            answer = api.client.post("/v1/ping-task", json={"message": "open"})
+            assert answer.status_code == 503
+            assert answer.json["code"] in ("broker_unavailable", "redis_unavailable")
+
+            server.start()
+            wait_until(
+                lambda: api.client.post("/v1/ping-task", json={"message": "x"}).status_code == 202,
+                timeout=30,
+                what="the circuit to close after its reset timeout",
+            )
+            assert api.runtime.breakers.state("broker") == "closed"
+    finally:
+        server.stop()

@@ -87,7 +87,18 @@ def celery_config(settings: Settings, redis_url: str) -> dict[str, Any]:
         "broker_url": broker_url(settings, redis_url),
         "result_backend": backend,
         "broker_transport_options": _transport_options(settings),
-        "result_backend_transport_options": _transport_options(settings),
+        # The result backend's pub/sub reconnects inside ``send_task`` (to hear the result) and
+        # by default retries 20 times a second apart: a publish would hang 20 s while Redis is
+        # down. A few quick retries ride out a blip; an outage fails fast (503, outbox, retry).
+        "result_backend_transport_options": {
+            **_transport_options(settings),
+            "retry_policy": {
+                "max_retries": 3,
+                "interval_start": 0,
+                "interval_step": 0.5,
+                "interval_max": 1,
+            },
+        },
         "broker_connection_retry_on_startup": True,
         "broker_use_ssl": ssl if not settings.celery.broker_url else None,
         "redis_backend_use_ssl": ssl,

@@ -16,6 +16,7 @@ app and day in Redis (``relay:ops_trace:failures:<app_id>``, one hash field per 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import uuid
@@ -32,6 +33,7 @@ from relay import catalog
 from relay.adapters.sql import Database
 from relay.config import OpsTraceSettings
 from relay.models import OpsTrace, OpsTraceStatus, Tenant, utcnow
+from relay.resilience.breaker import Breakers, CircuitOpen
 from relay.retry import FatalTaskError, RetryableTaskError
 from relay.tasks.base import RelayTask, relay_task
 
@@ -73,8 +75,8 @@ def deliver_trace(
     if settings.endpoint is None:
         return {"trace_id": trace_id, "status": stored.status}
     try:
-        post_trace(settings, stored.document)
-    except (RetryableTaskError, FatalTaskError) as exc:
+        post_trace(settings, stored.document, self.runtime.breakers)
+    except (RetryableTaskError, FatalTaskError, CircuitOpen) as exc:
         _finish(db, trace_id, error=str(exc))
         count_failure(self.runtime.redis, app_id)
         log.warning(
@@ -84,7 +86,7 @@ def deliver_trace(
                 "trace_id": trace_id,
                 "app_id": app_id,
                 "error": str(exc),
-                "retryable": isinstance(exc, RetryableTaskError),
+                "retryable": not isinstance(exc, FatalTaskError),
             },
         )
         raise
@@ -159,17 +161,30 @@ def _store(
         return _Stored(status=row.status, document=document)
 
 
-def post_trace(settings: OpsTraceSettings, document: dict[str, Any]) -> None:
-    """POST ``document`` as JSON to the endpoint; raise the policy's error kinds on failure."""
+def post_trace(
+    settings: OpsTraceSettings, document: dict[str, Any], breakers: Breakers | None = None
+) -> None:
+    """POST ``document`` as JSON to the endpoint; raise the policy's error kinds on failure.
+
+    Through the endpoint host's circuit (``http:<host>``) when ``breakers`` is given: while the
+    endpoint is unreachable, deliveries fail at once (``CircuitOpen``) instead of each waiting
+    for its connect timeout.
+    """
     if settings.endpoint is None:
         raise FatalTaskError("no ops trace endpoint configured")
+    post = functools.partial(
+        httpx.post,
+        settings.endpoint,
+        json=document,
+        headers={"Idempotency-Key": str(document["id"])},
+        timeout=settings.timeout,
+    )
     try:
-        response = httpx.post(
-            settings.endpoint,
-            json=document,
-            headers={"Idempotency-Key": str(document["id"])},
-            timeout=settings.timeout,
-        )
+        if breakers is None:
+            response = post()
+        else:
+            circuit = f"http:{httpx.URL(settings.endpoint).host}"
+            response = breakers.call(circuit, post)
     except httpx.TransportError as exc:
         raise RetryableTaskError(f"cannot reach {settings.endpoint}: {exc!r}") from exc
     status = response.status_code

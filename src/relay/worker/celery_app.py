@@ -17,6 +17,8 @@ from kombu.exceptions import OperationalError
 from relay.background import Background
 from relay.errors import BrokerUnavailable
 from relay.monitoring.presence import WorkerPresence
+from relay.resilience.breaker import Breakers
+from relay.resilience.outages import as_outage
 from relay.worker.hooks import PresenceStep
 from relay.worker.middleware import OutgoingMessage, TaskChain
 
@@ -31,12 +33,15 @@ class RelayCelery(Celery):  # type: ignore[misc]
         chain: TaskChain,
         presence: WorkerPresence | None = None,
         background: Background | None = None,
+        breakers: Breakers | None = None,
     ) -> None:
         super().__init__("relay", set_as_current=True)
         self.conf.update(dict(config))
         self.chain = chain
         self.presence = presence
         self.background = background if background is not None else Background()
+        # Publishing fails fast while the broker is down (the "broker" circuit).
+        self.breakers = breakers if breakers is not None else Breakers()
         # Workers announce the queues they consume while they consume them.
         self.steps["consumer"].add(PresenceStep)
         self.set_default()
@@ -50,7 +55,8 @@ class RelayCelery(Celery):  # type: ignore[misc]
     ) -> Any:
         """Publish task ``name`` after the chain's ``before_publish`` hooks saw its headers.
 
-        Raises ``BrokerUnavailable`` when the broker cannot be reached or refuses the message.
+        Raises ``BrokerUnavailable`` when the broker cannot be reached or refuses the message,
+        or at once while the broker's circuit is open.
         """
         headers = dict(options.get("headers") or {})
         message = OutgoingMessage(
@@ -67,7 +73,24 @@ class RelayCelery(Celery):  # type: ignore[misc]
         # arguments, which may hold user content or secrets.
         options.setdefault("argsrepr", f"<{len(args or ())} argument(s) hidden>")
         options.setdefault("kwargsrepr", f"<{len(kwargs or {})} keyword argument(s) hidden>")
+        return self.breakers.call(
+            "broker", self._publish, name, args, kwargs, options, unavailable=BrokerUnavailable
+        )
+
+    def _publish(
+        self,
+        name: str,
+        args: Sequence[Any] | None,
+        kwargs: Mapping[str, Any] | None,
+        options: dict[str, Any],
+    ) -> Any:
         try:
             return super().send_task(name, args, kwargs, **options)
         except OperationalError as exc:
             raise BrokerUnavailable(f"the broker did not take {name}: {exc}") from exc
+        except RuntimeError as exc:
+            # The result backend gives up reconnecting its pub/sub with a RuntimeError whose
+            # cause is the connection error; the next publish after recovery reconnects.
+            if as_outage(exc) is None:
+                raise
+            raise BrokerUnavailable(f"Redis did not take {name}: {exc.__cause__}") from exc
