@@ -92,6 +92,7 @@ def test_the_broker_circuit_opens_while_redis_is_down_and_closes_after(
     try:
         with admin_api(own) as api:
             celery = api.runtime.celery
+            tenant = api.create_tenant()
             server.kill()
             errors = []
             for _ in range(6):
@@ -104,13 +105,16 @@ def test_the_broker_circuit_opens_while_redis_is_down_and_closes_after(
             assert errors[-1].details["circuit"] == "broker"  # refused without trying
             metrics = api.client.get("/metrics").get_data(as_text=True)
             assert 'relay_circuit_state{circuit="broker"} 2.0' in metrics
-            answer = api.client.post("/v1/ping-task", json={"message": "open"})
+            answer = api.call("POST", "/v1/ping-task", tenant, json={"message": "open"})
             assert answer.status_code == 503
             assert answer.json["code"] in ("broker_unavailable", "redis_unavailable")
 
             server.start()
             wait_until(
-                lambda: api.client.post("/v1/ping-task", json={"message": "x"}).status_code == 202,
+                lambda: (
+                    api.call("POST", "/v1/ping-task", tenant, json={"message": "x"}).status_code
+                    == 202
+                ),
                 timeout=30,
                 what="the circuit to close after its reset timeout",
             )
