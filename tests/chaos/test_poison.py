@@ -28,6 +28,7 @@ def _letters(runtime: Runtime) -> list[DeadLetter]:
 
 
 @pytest.mark.chaos
+@pytest.mark.timeout(400)
 def test_r4_poison_task_reaches_dead_letters_and_a_replay_does_not_loop(
     runtime: Runtime, tmp_path: Path
 ) -> None:
@@ -51,13 +52,13 @@ def test_r4_poison_task_reaches_dead_letters_and_a_replay_does_not_loop(
     started = time.monotonic()
     try:
         runtime.celery.send_task("tests.chaos.poison", args=[str(journal)], queue="monitor")
-        (letter,) = wait_until(lambda: _letters(runtime), timeout=90, what="the dead letter")
+        (letter,) = wait_until(lambda: _letters(runtime), timeout=150, what="the dead letter")
         buried_after = time.monotonic() - started
         assert letter.reason == "worker_lost"
         assert journal.read_text().count("run") == 3  # its three attempts, not one more
 
         runtime.lifecycle.dead_letters.replay(letter.id)
-        wait_until(lambda: len(_letters(runtime)) == 2, timeout=90, what="the replay's letter")
+        wait_until(lambda: len(_letters(runtime)) == 2, timeout=150, what="the replay's letter")
         assert journal.read_text().count("run") == 6
 
         # The worker survived its children's deaths and still serves.
