@@ -199,6 +199,60 @@ def apps_list(tenant: str, limit: int) -> None:
     click.echo(f"{len(page.data)} of {page.total} app(s)", err=True)
 
 
+@apps.group("keys")
+def app_keys() -> None:
+    """App API keys of the Dify-compatible Service API (/dify/v1)."""
+
+
+@app_keys.command("create")
+@click.argument("app_id")
+@click.option("--tenant", required=True, help="Tenant id")
+@click.option("--name", default="Service API", show_default=True, help="A label for the key")
+def app_keys_create(app_id: str, tenant: str, name: str) -> None:
+    """Issue a key for the app; it is printed this once (only its hash is stored)."""
+    from relay.services.app_keys import AppKeyService
+
+    with runtime_for_cli() as runtime:
+        issued = AppKeyService(runtime).issue(tenant, app_id, name)
+    click.echo(issued.key)
+    click.echo(f"key {issued.id} for app {app_id}: shown once, store it now", err=True)
+
+
+@app_keys.command("list")
+@click.argument("app_id")
+@click.option("--tenant", required=True, help="Tenant id")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 100))
+def app_keys_list(app_id: str, tenant: str, limit: int) -> None:
+    """The app's keys, newest first (never the keys themselves)."""
+    from relay.services.app_keys import AppKeyService
+    from relay.services.pagination import PageParams
+
+    with runtime_for_cli() as runtime:
+        page = AppKeyService(runtime).list_keys(tenant, app_id, PageParams(limit=limit))
+    rows = [
+        (k.id, k.key_prefix + "...", _when(k.created_at),
+         _when(k.last_used_at) if k.last_used_at else None,
+         _when(k.revoked_at) if k.revoked_at else None, k.name)
+        for k in page.data
+    ]  # fmt: skip
+    columns = ("id", "prefix", "created", "last used", "revoked", "name")
+    _console().print(table(None, columns, rows))
+    click.echo(f"{len(page.data)} of {page.total} key(s)", err=True)
+
+
+@app_keys.command("revoke")
+@click.argument("app_id")
+@click.argument("key_id")
+@click.option("--tenant", required=True, help="Tenant id")
+def app_keys_revoke(app_id: str, key_id: str, tenant: str) -> None:
+    """Revoke a key at once."""
+    from relay.services.app_keys import AppKeyService
+
+    with runtime_for_cli() as runtime:
+        AppKeyService(runtime).revoke(tenant, app_id, key_id)
+    click.echo(f"revoked {key_id}", err=True)
+
+
 # --- runs and tasks -----------------------------------------------------------------------------
 
 

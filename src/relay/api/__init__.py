@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from flask import Blueprint, Flask
 
+from relay.api.app_keys import admin_app_keys, app_keys
 from relay.api.apps import apps
 from relay.api.auth import authenticate_tenant
 from relay.api.chat import chat
 from relay.api.datasets import datasets
 from relay.api.dead_letters import dead_letters
+from relay.api.dify import DIFY_PREFIX, dify_api
 from relay.api.documents import documents
 from relay.api.errors import register_error_handlers
 from relay.api.messages import messages
@@ -35,6 +37,7 @@ def _tenant_api() -> Blueprint:
         parent.register_blueprint(child)
     parent.register_blueprint(workflows)
     parent.register_blueprint(chat)
+    parent.register_blueprint(app_keys)
     return parent
 
 
@@ -47,3 +50,5 @@ def register_api(app: Flask) -> None:
     app.register_blueprint(docs)
     app.register_blueprint(tenants, url_prefix="/v1")
     app.register_blueprint(_tenant_api(), url_prefix="/v1")
+    app.register_blueprint(admin_app_keys, url_prefix="/v1")
+    app.register_blueprint(dify_api(), url_prefix=DIFY_PREFIX)

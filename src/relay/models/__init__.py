@@ -7,6 +7,7 @@ Status columns are plain strings; the ``StrEnum`` classes here name their values
 from __future__ import annotations
 
 from relay.models.app import App, AppDatasetJoin, AppMode, AppStatus, InstalledApp, Site
+from relay.models.app_service_api import AppApiKey, MessageFeedback, UploadFile
 from relay.models.base import (
     Base,
     IdMixin,
@@ -61,6 +62,9 @@ __all__ = [
     "Account",
     "AccountRole",
     "ApiKey",
+    "AppApiKey",
+    "MessageFeedback",
+    "UploadFile",
     # app
     "App",
     "AppMode",

@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import ForeignKey, Integer, Numeric, String, Text
+from sqlalchemy import JSON, ForeignKey, Integer, Numeric, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from relay.models.base import Base, IdMixin, TenantOwned, TimestampMixin, UTCDateTime, utcnow
@@ -40,6 +41,8 @@ class Conversation(IdMixin, TimestampMixin, TenantOwned, Base):
     status: Mapped[str] = mapped_column(
         String(32), nullable=False, default=ConversationStatus.NORMAL
     )
+    # The inputs of the conversation's first message (Dify keeps them on the conversation).
+    inputs: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
 
     def __repr__(self) -> str:
         return f"<Conversation {self.id} app={self.app_id}>"

@@ -92,12 +92,16 @@ class ChatService:
                         from_end_user_id=owner,
                         name=query.strip()[:CONVERSATION_NAME_LENGTH],
                         status=ConversationStatus.NORMAL,
+                        inputs=dict(inputs),
                     )
                 )
                 session.flush()
+            # The message's id is known from the start, so that every event of its stream
+            # can name it; the run records the answer under it.
             return runs.create_run(
-                session, slot, inputs=inputs, query=query, conversation_id=conversation_id
-            )
+                session, slot, inputs=inputs, query=query, conversation_id=conversation_id,
+                message_id=new_id(),
+            )  # fmt: skip
 
     def history(
         self, tenant_id: str, conversation_id: str, limit: int = HISTORY_MESSAGES
@@ -133,6 +137,7 @@ class ChatService:
         message_tokens: int,
         answer_tokens: int,
         provider: str,
+        message_id: str | None = None,
     ) -> MessageView:
         """Record the answer (``message_was_created``: quota spent, or ``QuotaExceeded``)."""
         view = MessageService(self.runtime).create(
@@ -144,6 +149,7 @@ class ChatService:
             answer_tokens=answer_tokens,
             conversation_id=conversation_id,
             provider=provider,
+            message_id=message_id,
         )
         with self.runtime.db.transaction() as session:
             session.execute(

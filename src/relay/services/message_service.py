@@ -106,6 +106,7 @@ class MessageService:
         answer_tokens: int,
         conversation_id: str | None = None,
         provider: str = DEFAULT_PROVIDER,
+        message_id: str | None = None,
     ) -> MessageView:
         """Record a message (starting a conversation when none is given); emits
         ``message_was_created``. ``QuotaExceeded`` from the quota receiver stores nothing."""
@@ -123,7 +124,7 @@ class MessageService:
             else:
                 conversation = _require_conversation(session, tenant_id, app_id, conversation_id)
             row = Message(
-                id=new_id(),
+                id=message_id or new_id(),
                 tenant_id=tenant_id,
                 app_id=app_id,
                 conversation_id=conversation.id,

@@ -47,6 +47,7 @@ class RunJob(BaseModel):
     invoke_from: InvokeFrom = InvokeFrom.SERVICE_API
     query: str | None = None
     conversation_id: str | None = None
+    message_id: str | None = None
 
 
 def fail_run(runtime: Runtime, run_id: str, error: str) -> bool:

@@ -156,6 +156,7 @@ class StartedRun(BaseModel):
     run_id: str
     user_id: str
     conversation_id: str | None = None
+    message_id: str | None = None
 
 
 def enqueue_run(
@@ -302,6 +303,7 @@ class WorkflowRunService:
         inputs: Mapping[str, Any],
         query: str | None = None,
         conversation_id: str | None = None,
+        message_id: str | None = None,
     ) -> StartedRun:
         """Within the caller's transaction (database only): the run record and its task.
 
@@ -333,12 +335,18 @@ class WorkflowRunService:
             invoke_from=InvokeFrom.SERVICE_API,
             query=query,
             conversation_id=conversation_id,
+            message_id=message_id,
         )
         enqueue_run(
             self.runtime, session, run_id=slot.run_id, tenant_id=prepared.tenant_id,
             plan=prepared.plan, job=job,
         )  # fmt: skip
-        return StartedRun(run_id=slot.run_id, user_id=slot.owner, conversation_id=conversation_id)
+        return StartedRun(
+            run_id=slot.run_id,
+            user_id=slot.owner,
+            conversation_id=conversation_id,
+            message_id=message_id,
+        )
 
     # --- streaming ------------------------------------------------------------------------------
 

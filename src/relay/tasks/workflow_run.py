@@ -460,6 +460,7 @@ class WorkflowRunner:
                 message_tokens=self.usage.prompt_tokens,
                 answer_tokens=self.usage.completion_tokens,
                 provider=self.usage.provider,
+                message_id=job.message_id,
             )
         except QuotaExceeded as exc:
             manager.publish(ErrorEvent(code=exc.code, message=exc.message), final=True)
