@@ -307,15 +307,14 @@ class ServiceApiService:
                 )
             )
             page = rows[:limit]
-            ratings = dict(
-                session.execute(
-                    select(MessageFeedback.message_id, MessageFeedback.rating).where(
-                        MessageFeedback.tenant_id == tenant_id,
-                        MessageFeedback.from_end_user_id == owner,
-                        MessageFeedback.message_id.in_([r.id for r in page]),
-                    )
-                ).tuples()
+            feedback = session.execute(
+                select(MessageFeedback.message_id, MessageFeedback.rating).where(
+                    MessageFeedback.tenant_id == tenant_id,
+                    MessageFeedback.from_end_user_id == owner,
+                    MessageFeedback.message_id.in_([r.id for r in page]),
+                )
             )
+            ratings: dict[str, str] = {row.message_id: row.rating for row in feedback}
             inputs = dict(conversation.inputs or {})
         views = [
             MessageRow(

@@ -41,6 +41,9 @@ _CODES = {
     "number_out_of_range": "invalid_param",
 }
 
+# Dify answers these with another status than relay's error of the same meaning.
+_STATUS = {"app_unavailable": 400}
+
 
 class DifyError(RelayError):
     """An error with Dify's own code (``app_unavailable``, ``not_chat_app``...)."""
@@ -98,7 +101,7 @@ def install_error_handlers(blueprint: Blueprint) -> None:
             first = exc.details[0]
             if isinstance(first, dict):
                 message = f"{first.get('field')}: {first.get('message')}"
-        response, status = dify_error(code, message, exc.status)
+        response, status = dify_error(code, message, _STATUS.get(code, exc.status))
         retry_after = exc.details.get("retry_after") if isinstance(exc.details, dict) else None
         if exc.status == 503 and retry_after is None:
             retry_after = RETRY_AFTER
