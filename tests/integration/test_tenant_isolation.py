@@ -44,6 +44,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("PUT", "/v1/datasets/<dataset_id>/documents/<document_id>/disable"): {},
     ("POST", "/v1/dead-letters/<letter_id>/replay"): {},
     ("POST", "/v1/workflows/runs/<run_id>/stop"): {"user": "u"},
+    ("POST", "/v1/apps/<app_id>/api-keys"): {"name": "k"},
 }
 # Query strings some endpoints need besides their path (runs are read by their end user).
 QUERIES: dict[tuple[str, str], dict[str, str]] = {
@@ -152,7 +153,9 @@ def _resources(api: Api, tenant: TenantCredentials) -> dict[str, str]:
         json=BODIES[("POST", "/v1/apps/<app_id>/messages")],
     )
     task = api.ok("POST", "/v1/ping-task", tenant, 202, json={"message": "private"})
+    app_key = api.ok("POST", f"/v1/apps/{app['id']}/api-keys", tenant, 201, json={"name": "k"})
     return {
+        "key_id": app_key["id"],
         "chat_app_id": chat["id"],
         "conversation_id": message["conversation_id"],
         "task_id": task["task_id"],
