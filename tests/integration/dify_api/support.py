@@ -115,10 +115,13 @@ class Dify:
         return str(body["message"])
 
     def stream(self, path: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+        """The stream's events without its pings (it opens with one)."""
         response = self.call("POST", path, json={**body, "response_mode": "streaming"})
         assert response.status_code == 200, response.get_data(as_text=True)
         assert response.mimetype == "text/event-stream"
-        return parse_stream(response.get_data(as_text=True))
+        events = parse_stream(response.get_data(as_text=True))
+        assert events[0] == {"event": "ping"}
+        return [e for e in events if e["event"] != "ping"]
 
 
 def names(events: list[dict[str, Any]]) -> list[str]:

@@ -46,11 +46,12 @@ class DifyClient:
                     yield {"event": "ping"}
 
     def run_workflow(self, inputs: dict[str, Any], user: str) -> list[dict[str, Any]]:
-        return list(self.stream("/workflows/run", {"inputs": inputs, "user": user}))
+        events = self.stream("/workflows/run", {"inputs": inputs, "user": user})
+        return [e for e in events if e["event"] != "ping"]
 
     def chat(self, query: str, user: str, conversation_id: str = "") -> list[dict[str, Any]]:
         body = {"query": query, "inputs": {}, "user": user, "conversation_id": conversation_id}
-        return list(self.stream("/chat-messages", body))
+        return [e for e in self.stream("/chat-messages", body) if e["event"] != "ping"]
 
     def upload(self, name: str, content: bytes, mime: str, user: str) -> dict[str, Any]:
         files = {"file": (name, content, mime)}

@@ -116,7 +116,7 @@ def test_a_streamed_workflow_stops_by_task_id_and_ends_with_workflow_finished(
             blocks, _, text = text.rpartition("\n\n")
             seen += parse_stream(blocks + "\n\n") if blocks else []
             if any(e["event"] == "text_chunk" for e in seen) and len(seen) < 1000:
-                task_id = seen[0]["task_id"]
+                task_id = seen[1]["task_id"]
                 assert dify.ok("POST", f"/workflows/tasks/{task_id}/stop", json={"user": "u"}) == {
                     "result": "success"
                 }
@@ -125,6 +125,8 @@ def test_a_streamed_workflow_stops_by_task_id_and_ends_with_workflow_finished(
             text += piece.decode()
         seen += parse_stream(text) if text.strip() else []
         response.close()
+        assert seen[0] == {"event": "ping"}  # the stream opens with a ping
+        seen = [e for e in seen if e["event"] != "ping"]
         assert seen[-1]["event"] == "workflow_finished"
         assert seen[-1]["data"]["status"] == "stopped"
         assert dify.ok("GET", f"/workflows/run/{seen[0]['task_id']}")["status"] == "stopped"

@@ -16,7 +16,7 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 
 from relay.api.auth import current_runtime
 from relay.api.dify.service import DifyError, app_principal, parse
-from relay.api.dify.stream import DifyStream, dify_usage, timestamp
+from relay.api.dify.stream import PING_FRAME, DifyStream, dify_usage, timestamp
 from relay.services.chat_service import ChatService
 from relay.services.service_api import ServiceApiService
 from relay.services.workflow_run_service import StartedRun, WorkflowRunService
@@ -111,6 +111,9 @@ def _stream(
     )
 
     def body() -> Iterator[bytes]:
+        # A ping first: servers send the headers with the first body bytes, so the client
+        # hears back at once even while the run waits for a worker.
+        yield PING_FRAME
         yield from mapper.frames(items)
 
     response = WerkzeugResponse(body(), mimetype="text/event-stream", direct_passthrough=True)
