@@ -135,6 +135,20 @@ def llm_settings(settings: WorkflowSettings) -> LLMSettings:
     )
 
 
+def without_file_bytes(inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """``inputs`` as the caller sees them: uploaded files without their inline bytes."""
+
+    def strip(item: Any) -> Any:
+        if isinstance(item, Mapping) and "content_base64" in item:
+            return {k: v for k, v in item.items() if k != "content_base64"}
+        return item
+
+    return {
+        key: [strip(i) for i in value] if isinstance(value, list) else strip(value)
+        for key, value in inputs.items()
+    }
+
+
 def _conversation(row: Conversation) -> ConversationRow:
     return ConversationRow(
         id=row.id,
@@ -549,7 +563,7 @@ class ServiceApiService:
             if row is None:
                 raise NotFound("Workflow run not found")
             return {
-                "id": row.id, "status": row.status, "inputs": dict(row.inputs or {}),
+                "id": row.id, "status": row.status, "inputs": without_file_bytes(row.inputs or {}),
                 "outputs": row.outputs, "error": row.error, "elapsed_time": row.elapsed_time,
                 "total_tokens": row.total_tokens, "total_steps": row.total_steps,
                 "exceptions_count": row.exceptions_count, "created_at": row.created_at,

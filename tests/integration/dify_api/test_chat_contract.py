@@ -215,6 +215,7 @@ def test_parallel_branches_and_an_iteration_stream_in_dify_order(settings: Setti
         detail = dify.ok("GET", f"/workflows/run/{events[0]['workflow_run_id']}")
         names_in_run = [f.get("filename") for f in detail["inputs"]["docs"]]
         assert names_in_run == ["note0.txt", "note1.txt"]
+        assert all("content_base64" not in f for f in detail["inputs"]["docs"])
 
 
 def _file(text: str) -> io.BytesIO:

@@ -135,7 +135,8 @@ def test_errors_answer_in_dify_shape(api: Api, tenant: TenantCredentials) -> Non
         "POST", "/text-to-audio", 400, "provider_not_support_text_to_speech", json={"text": "hi"}
     )
     assert "not supported" in message
-    # A stop for a run that is not there.
+    # A stop for a run that is not there, and a path Dify does not have.
+    chat_dify.error("GET", "/no-such-endpoint", 404, "not_found")
     chat_dify.error("POST", "/chat-messages/nope/stop", 404, "not_found", json={"user": "u"})
 
 

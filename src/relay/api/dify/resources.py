@@ -371,3 +371,11 @@ def text_to_audio() -> tuple[Response, int]:
         "provider_not_support_text_to_speech",
         "Text to speech is not supported: relay has no speech model.",
     )
+
+
+@resources.route(
+    "/<path:unknown>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], strict_slashes=False
+)
+def not_found(unknown: str) -> tuple[Response, int]:
+    """Any other path under the prefix: Dify's 404 (after the key was checked)."""
+    raise DifyError("not_found", f"The requested URL was not found: /{unknown[:200]}", 404)
