@@ -82,7 +82,7 @@ from relay.workflow.events import (
     NodeRunSucceededEvent,
 )
 from relay.workflow.nodes.base import NodeServices
-from relay.workflow.tools.builtin import builtin_tools
+from relay.workflow.tools.catalog import builtin_tools
 from relay.workflow.tools.workflow_apps import WorkflowAppTools
 
 if TYPE_CHECKING:

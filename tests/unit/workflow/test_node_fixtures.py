@@ -46,8 +46,17 @@ CASES: dict[str, tuple[dict[str, Any], str | None, dict[str, Any]]] = {
 }  # fmt: skip
 
 
+# Exports whose tools call servers: run by the integration test named, against local servers.
+SERVER_FIXTURES = {
+    "web-tools": "tests/integration/workflow/test_web_tools.py",
+}
+
+
 def test_every_fixture_has_a_case() -> None:
-    assert sorted(p.stem for p in FIXTURES.glob("*.yml")) == sorted(CASES)
+    assert sorted(p.stem for p in FIXTURES.glob("*.yml")) == sorted([*CASES, *SERVER_FIXTURES])
+    root = FIXTURES.parents[2]
+    for name, test_file in SERVER_FIXTURES.items():
+        assert f"{name}.yml" in (root / test_file).read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

@@ -1,4 +1,5 @@
-"""relay's built-in tool providers that need no outside account: ``time`` (``current_time``)."""
+"""relay's built-in ``time`` provider (``current_time``), which needs no network; the whole set
+of built-in providers, web tools included, is :func:`relay.workflow.tools.catalog.builtin_tools`."""
 
 from __future__ import annotations
 
@@ -36,6 +37,6 @@ class TimeProvider:
         return ToolResult(text=self._clock.now(zone).strftime(fmt))
 
 
-def builtin_tools() -> ToolProviders:
-    """A source with every built-in provider (no workflow-as-tool)."""
+def local_tools() -> ToolProviders:
+    """A source with the providers that need no network (the default of ``NodeServices``)."""
     return ToolProviders([TimeProvider()])

@@ -1,0 +1,17 @@
+"""Every built-in tool provider: ``time`` and the web tools (webscraper, wikipedia, duckduckgo,
+searxng, jina)."""
+
+from __future__ import annotations
+
+from relay.workflow.config import HttpRequestConfig, WebToolsConfig
+from relay.workflow.tools.base import ToolProviders
+from relay.workflow.tools.builtin import TimeProvider
+from relay.workflow.tools.web import web_providers
+
+
+def builtin_tools(
+    web: WebToolsConfig | None = None, http: HttpRequestConfig | None = None
+) -> ToolProviders:
+    """A source with every built-in provider (no workflow-as-tool); web tools use ``web``'s
+    base URLs and ``http``'s address guard."""
+    return ToolProviders([TimeProvider(), *web_providers(web, http)])
