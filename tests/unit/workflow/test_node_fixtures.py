@@ -43,6 +43,10 @@ CASES: dict[str, tuple[dict[str, Any], str | None, dict[str, Any]]] = {
     "loop": ({"step": "3"}, None, {"total": 12, "rounds": 4}),
     "variable-assigner": ({"lang": "fr"}, None, {"greeting": "Bonjour"}),
     "tool": ({"zone": "Pacific/Auckland"}, None, {"today": "2026-03-01"}),
+    "agent-function-calling": ({}, 'Which day? current_time {"timezone": "Asia/Tokyo"}', {
+        "answer": "[offline agent reply] current_time: 2026-03-01"}),
+    "agent-react": ({}, "Which day is it today?", {
+        "answer": "[offline agent reply] current_time: 2026-03-01"}),
 }  # fmt: skip
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from relay.workflow.errors import NodeError
+from relay.workflow.llm.base import FunctionSpec
 from relay.workflow.stop import StopToken
 
 
@@ -58,6 +59,29 @@ class ToolProvider(Protocol):
     def invoke(self, call: ToolCall, stop: StopToken) -> ToolResult:
         """Run ``call.tool_name``; raise ToolError on failure, NodeStopped when stopped."""
         ...
+
+    def describe(self, tool_name: str) -> FunctionSpec | None:
+        """What an agent's model is told about the tool (None when the provider cannot say)."""
+        ...
+
+
+def text_parameters(
+    description: str, name: str, *fields: tuple[str, str, bool], **types: str
+) -> FunctionSpec:
+    """A spec whose parameters are ``(name, description, required)`` (strings unless ``types``
+    names another JSON type)."""
+    return FunctionSpec(
+        name=name,
+        description=description,
+        parameters={
+            "type": "object",
+            "properties": {
+                field_name: {"type": types.get(field_name, "string"), "description": text}
+                for field_name, text, _ in fields
+            },
+            "required": [field_name for field_name, _, required in fields if required],
+        },
+    )
 
 
 # Provider ids of relay's built-in tools (``tools.catalog.builtin_tools`` installs exactly these).

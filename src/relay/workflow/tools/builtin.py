@@ -7,8 +7,15 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from relay.workflow.llm.base import FunctionSpec
 from relay.workflow.stop import StopToken
-from relay.workflow.tools.base import ToolCall, ToolError, ToolProviders, ToolResult
+from relay.workflow.tools.base import (
+    ToolCall,
+    ToolError,
+    ToolProviders,
+    ToolResult,
+    text_parameters,
+)
 
 DEFAULT_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 
@@ -23,6 +30,15 @@ class TimeProvider:
 
     def tool_names(self) -> Sequence[str]:
         return ("current_time",)
+
+    def describe(self, tool_name: str) -> FunctionSpec | None:
+        if tool_name != "current_time":
+            return None
+        return text_parameters(
+            "The current date and time in a timezone.", "current_time",
+            ("timezone", "IANA timezone such as Asia/Tokyo (default UTC)", False),
+            ("format", "strftime format (default %Y-%m-%d %H:%M:%S)", False),
+        )  # fmt: skip
 
     def invoke(self, call: ToolCall, stop: StopToken) -> ToolResult:
         if call.tool_name != "current_time":

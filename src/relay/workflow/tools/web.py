@@ -20,9 +20,16 @@ import httpx
 
 from relay.workflow.config import HttpRequestConfig, WebToolsConfig
 from relay.workflow.errors import NodeError
+from relay.workflow.llm.base import FunctionSpec
 from relay.workflow.ssrf import guarded_client
 from relay.workflow.stop import StopToken
-from relay.workflow.tools.base import ToolCall, ToolError, ToolProvider, ToolResult
+from relay.workflow.tools.base import (
+    ToolCall,
+    ToolError,
+    ToolProvider,
+    ToolResult,
+    text_parameters,
+)
 
 _SKIPPED_TAGS = {"script", "style", "noscript", "template", "svg", "head"}
 _BLOCK_TAGS = {"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "section",
@@ -87,8 +94,13 @@ class _WebTool:
         self._config = config
         self._http = http
 
+    specs: tuple[FunctionSpec, ...] = ()
+
     def tool_names(self) -> Sequence[str]:
         return self.tools
+
+    def describe(self, tool_name: str) -> FunctionSpec | None:
+        return next((spec for spec in self.specs if spec.name == tool_name), None)
 
     def _check(self, call: ToolCall) -> dict[str, Any]:
         if call.tool_name not in self.tools:
@@ -148,6 +160,9 @@ class WebscraperProvider(_WebTool):
 
     provider_id = "webscraper"
     tools = ("webscraper",)
+    specs = (text_parameters("The title and visible text of a web page.", "webscraper",
+                             ("url", "the page's http(s) URL", True),
+                             ("user_agent", "User-Agent header to send", False)),)  # fmt: skip
 
     def invoke(self, call: ToolCall, stop: StopToken) -> ToolResult:
         values = self._check(call)
@@ -167,6 +182,9 @@ class WikipediaProvider(_WebTool):
 
     provider_id = "wikipedia"
     tools = ("wikipedia_search",)
+    specs = (text_parameters("Search Wikipedia; returns the intros of the best pages.",
+                             "wikipedia_search", ("query", "what to look up", True),
+                             ("language", "language code, e.g. en", False)),)  # fmt: skip
 
     def invoke(self, call: ToolCall, stop: StopToken) -> ToolResult:
         values = self._check(call)
@@ -235,6 +253,10 @@ class DuckDuckGoProvider(_WebTool):
 
     provider_id = "duckduckgo"
     tools = ("ddgo_search",)
+    specs = (text_parameters("Search the web with DuckDuckGo.", "ddgo_search",
+                             ("query", "search terms", True),
+                             ("max_results", "how many results (1-20)", False),
+                             max_results="integer"),)  # fmt: skip
 
     def invoke(self, call: ToolCall, stop: StopToken) -> ToolResult:
         values = self._check(call)
@@ -257,6 +279,9 @@ class SearXNGProvider(_WebTool):
 
     provider_id = "searxng"
     tools = ("searxng_search",)
+    specs = (text_parameters("Search the web through a SearXNG instance.", "searxng_search",
+                             ("query", "search terms", True),
+                             ("search_type", "general, news, it...", False)),)  # fmt: skip
 
     def invoke(self, call: ToolCall, stop: StopToken) -> ToolResult:
         values = self._check(call)
@@ -288,6 +313,12 @@ class JinaProvider(_WebTool):
 
     provider_id = "jina"
     tools = ("jina_reader", "jina_search")
+    specs = (
+        text_parameters("A web page as Markdown (Jina Reader).", "jina_reader",
+                        ("url", "the page's URL", True)),
+        text_parameters("Search the web with Jina Search.", "jina_search",
+                        ("query", "search terms", True)),
+    )  # fmt: skip
 
     def invoke(self, call: ToolCall, stop: StopToken) -> ToolResult:
         values = self._check(call)
