@@ -53,6 +53,7 @@ CASES: dict[str, tuple[dict[str, Any], str | None, dict[str, Any]]] = {
 # Exports whose tools call servers: run by the integration test named, against local servers.
 SERVER_FIXTURES = {
     "web-tools": "tests/integration/workflow/test_web_tools.py",
+    "agent-mcp": "tests/integration/workflow/test_mcp_and_api_tools.py",
 }
 
 
