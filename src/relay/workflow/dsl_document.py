@@ -25,8 +25,6 @@ WORKFLOW_MODES = ("workflow", "advanced-chat")
 APP_MODES = (*WORKFLOW_MODES, "chat", "completion", "agent-chat")
 # The DSL version relay writes: the shape of Dify's 0.1.x exports, which it reads unchanged.
 EXPORT_VERSION = "0.1.5"
-# Node types that call third-party tools with credentials configured in Dify, not in the export.
-CREDENTIAL_NODE_TYPES = ("tool", "agent")
 
 
 @dataclass(frozen=True)
