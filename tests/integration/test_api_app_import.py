@@ -128,18 +128,23 @@ def test_bad_exports_get_clear_400s_and_create_nothing(api: Api, tenant: TenantC
     assert "application/x-yaml" in form.json["message"]
 
     document = yaml.safe_load((FIXTURES / "seo-slug-generator.yml").read_text())
-    document["workflow"]["graph"]["nodes"].append(
-        {"id": "search", "data": {"type": "agent", "title": "Search", "provider_id": "google"}}
-    )
+    document["workflow"]["graph"]["nodes"] += [
+        {"id": "search", "data": {"type": "datasource", "title": "Search"}},
+        {"id": "google", "data": {"type": "tool", "title": "Google", "provider_id": "google",
+                                  "provider_type": "builtin", "tool_name": "google_search"}},
+    ]  # fmt: skip
     start = next(n["id"] for n in document["workflow"]["graph"]["nodes"]
                  if n["data"]["type"] == "start")  # fmt: skip
-    document["workflow"]["graph"]["edges"].append(
-        {"id": "to-search", "source": start, "target": "search"}
-    )
+    document["workflow"]["graph"]["edges"] += [
+        {"id": "to-search", "source": start, "target": "search"},
+        {"id": "to-google", "source": start, "target": "google"},
+    ]
     refused = _import(api, tenant, yaml.safe_dump(document, allow_unicode=True))
     assert (refused.status_code, refused.json["code"]) == (400, "invalid_dsl")
     codes = {(i["code"], i["node_id"]) for i in refused.json["details"]["attention"]}
-    assert {("unsupported_node_type", "search"), ("missing_tool_credentials", "search")} <= codes
+    assert {("unsupported_node_type", "search"), ("missing_tool_credentials", "google")} <= codes
+    google = next(i for i in refused.json["details"]["attention"] if i["node_id"] == "google")
+    assert "tool provider 'google' (builtin) is not installed in relay" in google["message"]
     assert api.rows(App) == []
 
 

@@ -24,6 +24,7 @@ from relay.api.ops import ops
 from relay.api.task_records import task_records
 from relay.api.tasks import tasks
 from relay.api.tenants import tenants
+from relay.api.tool_providers import tool_providers
 from relay.api.workflows import workflows
 
 # Largest request body any endpoint reads (document uploads stay well below it).
@@ -38,6 +39,7 @@ def _tenant_api() -> Blueprint:
     parent.register_blueprint(workflows)
     parent.register_blueprint(chat)
     parent.register_blueprint(app_keys)
+    parent.register_blueprint(tool_providers)
     return parent
 
 

@@ -232,6 +232,22 @@ class WorkflowSettings(BaseModel):
     code_workdir_mb: int = Field(
         64, ge=1, description="Size of a code node's private writable tmpfs (MiB)"
     )
+    tool_credentials_key: SecretStr | None = Field(
+        None,
+        description="Fernet key (urlsafe base64, 32 bytes) encrypting tenants' tool credentials; "
+        "without it tool credentials cannot be stored (never logged)",
+    )
+    tools_wikipedia_url: str = Field(
+        "https://{language}.wikipedia.org", description="wikipedia tool: MediaWiki site"
+    )
+    tools_duckduckgo_url: str = Field(
+        "https://html.duckduckgo.com/html/", description="duckduckgo tool: HTML results page"
+    )
+    tools_searxng_url: str | None = Field(
+        None, description="searxng tool: default instance (a tenant credential may set its own)"
+    )
+    tools_jina_reader_url: str = Field("https://r.jina.ai", description="jina_reader tool")
+    tools_jina_search_url: str = Field("https://s.jina.ai", description="jina_search tool")
 
     @model_validator(mode="after")
     def _openai_needs_url(self) -> WorkflowSettings:

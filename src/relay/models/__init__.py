@@ -37,6 +37,7 @@ from relay.models.processed import ProcessedKey
 from relay.models.quota import ProviderQuota, QuotaType
 from relay.models.task_record import TaskRecord, TaskStatus
 from relay.models.tenant import Account, AccountRole, ApiKey, Tenant, TenantStatus, tenant_fk
+from relay.models.tool_provider import ToolProviderSetting
 from relay.models.workflow_run import (
     CreatorRole,
     NodeExecutionStatus,
@@ -109,4 +110,5 @@ __all__ = [
     "OutboxMessage",
     "OutboxStatus",
     "ProcessedKey",
+    "ToolProviderSetting",
 ]

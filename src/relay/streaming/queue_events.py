@@ -15,6 +15,8 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from relay.workflow.events import (
+    AgentLogEvent,
+    AgentThoughtEvent,
     GraphEngineEvent,
     GraphRunAbortedEvent,
     GraphRunFailedEvent,
@@ -71,6 +73,8 @@ class QueueEvent(StrEnum):
     ERROR = "error"
     PING = "ping"
     STOP = "stop"
+    AGENT_LOG = "agent_log"
+    AGENT_THOUGHT = "agent_thought"
 
 
 class StopBy(StrEnum):
@@ -361,6 +365,41 @@ class StopEvent(AppQueueEvent):
     outputs: dict[str, Any] = Field(default_factory=dict)
 
 
+# --- agent nodes ---------------------------------------------------------------------------------
+
+
+class QueueAgentLogEvent(AppQueueEvent):
+    """A step of an agent node started or finished (Dify's ``agent_log``): ``id`` is the step,
+    ``node_execution_id`` the agent node's execution."""
+
+    event: Literal[QueueEvent.AGENT_LOG] = QueueEvent.AGENT_LOG
+    id: str
+    node_execution_id: str
+    node_id: str
+    label: str
+    parent_id: str | None = None
+    error: str | None = None
+    status: str
+    data: dict[str, Any] = Field(default_factory=dict)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class QueueAgentThoughtEvent(AppQueueEvent):
+    """A finished round of an agent (Dify's ``agent_thought`` fields)."""
+
+    event: Literal[QueueEvent.AGENT_THOUGHT] = QueueEvent.AGENT_THOUGHT
+    id: str
+    position: int
+    thought: str = ""
+    observation: str = ""
+    tool: str = ""
+    tool_input: str = ""
+    tool_labels: dict[str, Any] = Field(default_factory=dict)
+    message_files: list[str] = Field(default_factory=list)
+    node_id: str
+    node_execution_id: str
+
+
 QUEUE_EVENT_MODELS: tuple[type[AppQueueEvent], ...] = (
     LLMChunkEvent, TextChunkEvent, AgentMessageEvent, MessageReplaceEvent, MessageEndEvent,
     WorkflowStartedEvent, WorkflowSucceededEvent, WorkflowFailedEvent,
@@ -369,6 +408,7 @@ QUEUE_EVENT_MODELS: tuple[type[AppQueueEvent], ...] = (
     IterationNextEvent, IterationCompletedEvent, LoopStartEvent, LoopNextEvent,
     LoopCompletedEvent, ParallelBranchStartedEvent,
     ParallelBranchFinishedEvent, ErrorEvent, PingEvent, StopEvent,
+    QueueAgentLogEvent, QueueAgentThoughtEvent,
 )  # fmt: skip
 """One model per :class:`QueueEvent`, told apart by their ``event`` field."""
 # The union is built from the tuple (one list to keep); mypy cannot follow a dynamic union.
@@ -438,6 +478,18 @@ def to_queue_event(event: GraphEngineEvent) -> AppQueueEvent | None:
             node_id=event.node_id,
             in_iteration_id=event.in_iteration_id,
         )
+    if isinstance(event, AgentLogEvent):
+        return QueueAgentLogEvent(
+            id=event.log_id, node_execution_id=event.id, node_id=event.node_id,
+            label=event.label, parent_id=event.parent_id, error=event.error,
+            status=event.status, data=event.data, metadata=event.log_metadata,
+        )  # fmt: skip
+    if isinstance(event, AgentThoughtEvent):
+        return QueueAgentThoughtEvent(
+            id=event.thought_id, position=event.position, thought=event.thought,
+            observation=event.observation, tool=event.tool, tool_input=event.tool_input,
+            tool_labels=event.tool_labels, node_id=event.node_id, node_execution_id=event.id,
+        )  # fmt: skip
     target = _RENAMED.get(type(event))
     if target is None:
         return None

@@ -40,6 +40,7 @@ from relay.services.chat_service import ChatService
 from relay.services.published_apps import SqlPublishedApps
 from relay.services.run_streams import RunJob, end_with_error
 from relay.services.segment_service import SqlKnowledgeIndex
+from relay.services.tool_providers import SqlTenantTools
 from relay.services.workflow_check import declared_values
 from relay.streaming import (
     AppQueueManager,
@@ -72,6 +73,7 @@ from relay.workflow import (
     create_services,
     graph_from_dict,
 )
+from relay.workflow.config import WebToolsConfig
 from relay.workflow.events import (
     GRAPH_END_EVENTS,
     GraphEngineEvent,
@@ -82,7 +84,7 @@ from relay.workflow.events import (
     NodeRunSucceededEvent,
 )
 from relay.workflow.nodes.base import NodeServices
-from relay.workflow.tools.builtin import builtin_tools
+from relay.workflow.tools.catalog import builtin_tools, tenant_builders
 from relay.workflow.tools.workflow_apps import WorkflowAppTools
 
 if TYPE_CHECKING:
@@ -121,6 +123,17 @@ def code_sandbox_config(settings: WorkflowSettings) -> CodeSandboxConfig:
         time_limit=settings.code_time_limit,
         memory_limit_mb=settings.code_memory_limit_mb,
         workdir_size_mb=settings.code_workdir_mb,
+    )
+
+
+def web_tools_config(settings: WorkflowSettings) -> WebToolsConfig:
+    """Where the built-in web tools send their requests."""
+    return WebToolsConfig(
+        wikipedia_url=settings.tools_wikipedia_url,
+        duckduckgo_url=settings.tools_duckduckgo_url,
+        searxng_url=settings.tools_searxng_url,
+        jina_reader_url=settings.tools_jina_reader_url,
+        jina_search_url=settings.tools_jina_search_url,
     )
 
 
@@ -359,6 +372,10 @@ class WorkflowRunner:
             *self.extra_layers,
         ]
         apps = SqlPublishedApps(self.runtime.db)
+        http = HttpRequestConfig(allow_private_addresses=ws.http_allow_private_addresses)
+        # Tenants' stored providers (API, MCP) and credentials, read per tool call.
+        stored = SqlTenantTools(self.runtime.db, ws.tool_credentials_key)
+        tools = builtin_tools(web_tools_config(ws), http).with_tenant(stored, tenant_builders(http))
 
         def services_at(depth: int) -> NodeServices:
             # Workflow-as-tool runs nested apps with the same services, one level deeper.
@@ -366,9 +383,9 @@ class WorkflowRunner:
                 llm=llm_settings(ws),
                 # Knowledge-retrieval nodes search the keyword index built by document indexing.
                 knowledge=SqlKnowledgeIndex(self.runtime.db),
-                http=HttpRequestConfig(allow_private_addresses=ws.http_allow_private_addresses),
+                http=http,
                 code=code_sandbox_config(ws),
-                tools=builtin_tools().with_workflows(WorkflowAppTools(apps, services_at, depth)),
+                tools=tools.with_workflows(WorkflowAppTools(apps, services_at, depth)),
             )
 
         services = services_at(0)

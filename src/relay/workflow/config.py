@@ -106,3 +106,27 @@ class CodeSandboxConfig(_Config):
     sandbox_uid: int | None = Field(
         65534, description="the uid code runs as (nobody); unsafe-local drops to it only as root"
     )
+
+
+class WebToolsConfig(_Config):
+    """Where relay's built-in web tools send their requests (tests point them at local servers).
+
+    Every request goes through the same address guard as the http-request node
+    (``HttpRequestConfig``), redirects included.
+    """
+
+    wikipedia_url: str = Field(
+        "https://{language}.wikipedia.org", description="MediaWiki site; {language} is filled in"
+    )
+    duckduckgo_url: str = Field(
+        "https://html.duckduckgo.com/html/", description="DuckDuckGo's HTML results page"
+    )
+    searxng_url: str | None = Field(
+        None, description="a SearXNG instance (JSON format enabled); a credential may set it"
+    )
+    jina_reader_url: str = Field("https://r.jina.ai", description="Jina Reader")
+    jina_search_url: str = Field("https://s.jina.ai", description="Jina Search")
+    max_text_chars: int = Field(
+        100_000, ge=100, description="longest text a web tool returns to the workflow"
+    )
+    user_agent: str = Field("relay-workflow/1.0", description="sent by webscraper by default")

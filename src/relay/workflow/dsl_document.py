@@ -19,13 +19,12 @@ from typing import Any
 import yaml
 
 from relay.workflow.errors import DSLError
+from relay.workflow.tools.base import BUILTIN_PROVIDER_IDS, TENANT_PROVIDER_TYPES
 
 WORKFLOW_MODES = ("workflow", "advanced-chat")
 APP_MODES = (*WORKFLOW_MODES, "chat", "completion", "agent-chat")
 # The DSL version relay writes: the shape of Dify's 0.1.x exports, which it reads unchanged.
 EXPORT_VERSION = "0.1.5"
-# Node types that call third-party tools with credentials configured in Dify, not in the export.
-CREDENTIAL_NODE_TYPES = ("tool", "agent")
 
 
 @dataclass(frozen=True)
@@ -182,20 +181,14 @@ def review(
                         "nothing in it until the node names one of your datasets",
                         node_id=node_id, field=f"dataset_ids[{index}]", dataset_id=str(dataset_id),
                     ))  # fmt: skip
-        elif node_type in CREDENTIAL_NODE_TYPES:
-            provider = data.get("provider_id") or data.get("provider_name") or "?"
-            runs = (
-                "relay runs its built-in providers and workflow-as-tool; with another provider "
-                "the node fails when it runs"
-                if node_type == "tool"
-                else "relay does not run this node type"
-            )
-            items.append(attention(
-                "missing_tool_credentials",
-                f"{node_type} node uses tool provider '{provider}', whose credentials live in "
-                f"Dify, not in the export; {runs}",
-                node_id=node_id, field="provider_id", provider=str(provider),
+        elif node_type == "tool":
+            items.append(_tool_attention(
+                node_id, str(data.get("provider_type") or "builtin"),
+                str(data.get("provider_id") or data.get("provider_name") or "?"),
+                str(data.get("tool_name") or "?"), "provider_id",
             ))  # fmt: skip
+        elif node_type == "agent":
+            items.extend(_agent_attention(node_id, data))
         elif node_type == "llm":
             model = data.get("model")
             model = model if isinstance(model, Mapping) else {}
@@ -224,6 +217,62 @@ def review(
             "(models run on its configured provider)",
             field=f"dependencies[{index}]",
         ))  # fmt: skip
+    return items
+
+
+def _tool_attention(
+    node_id: str, provider_type: str, provider: str, tool: str, field: str
+) -> dict[str, Any]:
+    """Whether relay has the provider a tool names, and where its credentials go."""
+    short = provider.rstrip("/").rsplit("/", 1)[-1]
+    if provider_type == "workflow":
+        runs = "it runs the tenant's published workflow app of that id (workflow-as-tool)"
+    elif provider_type in ("builtin", "plugin") and short in BUILTIN_PROVIDER_IDS:
+        runs = (
+            f"relay runs it with its built-in provider '{short}'; credentials it takes (an API "
+            f"key) are set per tenant with PUT /v1/tool-providers/builtin/{short}"
+        )
+    elif provider_type in TENANT_PROVIDER_TYPES:
+        runs = (
+            f"set the {provider_type} provider up for this tenant with PUT "
+            f"/v1/tool-providers/{provider_type}/{provider}, or the node fails when it runs"
+        )
+    else:
+        runs = (
+            f"tool provider '{provider}' ({provider_type}) is not installed in relay: the node "
+            f"fails when it runs (built-in: {', '.join(BUILTIN_PROVIDER_IDS)})"
+        )
+    return attention(
+        "missing_tool_credentials",
+        f"uses tool '{tool}' of provider '{provider}', whose credentials live in Dify, not in "
+        f"the export; {runs}",
+        node_id=node_id, field=field, provider=provider,
+    )  # fmt: skip
+
+
+def _agent_attention(node_id: str, data: Mapping[str, Any]) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    strategy = str(data.get("agent_strategy_name") or "?")
+    plugin = str(data.get("agent_strategy_provider_name") or "")
+    if (plugin and plugin.rstrip("/").rsplit("/", 1)[-1] != "agent") or strategy.replace(
+        "-", "_"
+    ).lower() not in ("function_calling", "functioncalling", "react"):
+        items.append(attention(
+            "unsupported_agent_strategy",
+            f"agent strategy '{strategy}' of plugin '{plugin or '?'}' is not supported: relay "
+            "runs the function_calling and ReAct strategies of langgenius/agent/agent; the node "
+            "fails when it runs",
+            node_id=node_id, field="agent_strategy_name",
+        ))  # fmt: skip
+    parameters = data.get("agent_parameters")
+    tools = parameters.get("tools") if isinstance(parameters, Mapping) else None
+    listed = tools.get("value") if isinstance(tools, Mapping) else None
+    for index, tool in enumerate(listed if isinstance(listed, list) else []):
+        if isinstance(tool, Mapping) and tool.get("enabled", True):
+            items.append(_tool_attention(
+                node_id, str(tool.get("type") or "builtin"), str(tool.get("provider_name") or "?"),
+                str(tool.get("tool_name") or "?"), f"agent_parameters.tools[{index}]",
+            ))  # fmt: skip
     return items
 
 

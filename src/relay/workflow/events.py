@@ -265,6 +265,36 @@ class LoopRunFailedEvent(_LoopEvent):
     error: str
 
 
+# --- agent nodes -------------------------------------------------------------------------------
+
+
+class AgentLogEvent(NodeEventBase):
+    """A step of an agent node (a round, or one tool call in it) started or finished; steps
+    nest through ``parent_id``, as in Dify's agent logs."""
+
+    log_id: str
+    label: str
+    parent_id: str | None = None
+    status: str = Field(description="start, success or error")
+    data: dict[str, Any] = Field(default_factory=dict)
+    error: str | None = None
+    log_metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class AgentThoughtEvent(NodeEventBase):
+    """One finished round of an agent: what the model thought, the tools it called (``tool``:
+    names joined by ``;``, ``tool_input``: JSON by tool name) and what they returned
+    (``observation``: JSON by tool name), as Dify's agent thoughts carry them."""
+
+    thought_id: str
+    position: int
+    thought: str = ""
+    observation: str = ""
+    tool: str = ""
+    tool_input: str = ""
+    tool_labels: dict[str, Any] = Field(default_factory=dict)
+
+
 GRAPH_END_EVENTS = (
     GraphRunSucceededEvent,
     GraphRunFailedEvent,

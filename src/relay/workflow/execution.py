@@ -221,6 +221,9 @@ class GraphExecution:
             return
         self._running += 1
         executor.submit(self._work, node_id, fields)
+        if self.response is not None:
+            # Text of a response node that waited for this node to start may go out now.
+            yield from self.response.on_progress()
 
     def _work(self, node_id: str, fields: dict[str, Any]) -> None:
         node = self._blueprint.nodes[node_id]

@@ -17,7 +17,7 @@ from relay.workflow.llm.providers import LLMProviders
 from relay.workflow.nodes.base import NodeServices, RunInfo
 from relay.workflow.nodes.registry import NodeRegistry, default_registry
 from relay.workflow.tools.base import ToolSource
-from relay.workflow.tools.builtin import builtin_tools
+from relay.workflow.tools.catalog import builtin_tools
 from relay.workflow.variables import SystemVariables, VariablePool
 
 
@@ -36,7 +36,7 @@ def create_services(
         knowledge=knowledge if knowledge is not None else InMemoryKnowledgeIndex(),
         http=http or HttpRequestConfig(),
         code=code or CodeSandboxConfig(),
-        tools=tools if tools is not None else builtin_tools(),
+        tools=tools if tools is not None else builtin_tools(http=http),
     )
 
 

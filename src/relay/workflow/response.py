@@ -30,6 +30,13 @@ from relay.workflow.variables import (
     to_text,
 )
 
+_NOT_STARTED = (NodeState.PENDING, NodeState.READY)
+
+
+def _special(selector: Selector, graph: Graph) -> bool:
+    """A variable no node of this graph writes (sys, env, conversation, an outer scope)."""
+    return selector[0] in SPECIAL_NODE_IDS or selector[0] not in graph.nodes
+
 
 @dataclass
 class _Session:
@@ -124,13 +131,16 @@ class ResponseCoordinator:
         states = self._state.node_states
         while session.cursor < len(spec.segments):
             segment = spec.segments[session.cursor]
+            waits = segment.selector is None or _special(segment.selector, self._graph)
+            if waits and states[self._anchor(session)] in _NOT_STARTED:
+                return False
             if segment.selector is None:
                 self._emit(session, (session.node_id, "answer"), segment.text or "", True, out)
                 self._next(session)
                 continue
             selector = segment.selector
             owner = selector[0]
-            if owner in SPECIAL_NODE_IDS or owner not in self._graph.nodes:
+            if _special(selector, self._graph):
                 # Conversation variables may be rewritten by an assigner upstream: wait until
                 # the response node itself is about to run.
                 if owner == CONVERSATION_NODE_ID and states[session.node_id] is NodeState.PENDING:
@@ -155,6 +165,14 @@ class ResponseCoordinator:
                 continue
             return False
         return True
+
+    def _anchor(self, session: _Session) -> str:
+        """The node that must have started before the segment at the cursor goes out: the
+        owner of the next segment streamed from a node of the graph, else the response node."""
+        for segment in self.specs[session.node_id].segments[session.cursor :]:
+            if segment.selector is not None and not _special(segment.selector, self._graph):
+                return segment.selector[0]
+        return session.node_id
 
     def _emit_value(
         self, session: _Session, selector: Selector, out: list[NodeRunStreamChunkEvent]

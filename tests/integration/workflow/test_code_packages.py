@@ -123,3 +123,32 @@ def test_unsafe_local_mode_keeps_the_import_allow_list() -> None:
     final = _run(code, mode="unsafe-local")
     assert isinstance(final, GraphRunFailedEvent)
     assert final.error.startswith("code failed: ModuleNotFoundError: No module named 'relay'")
+
+
+def test_the_packages_real_exports_import_do_their_work() -> None:
+    """jieba, matplotlib and sympy, as exports use them: segment Chinese text, draw a chart
+    (written to the private tmpfs), solve an equation."""
+    require_sandbox_packages("jieba", "matplotlib", "sympy")
+    code = """
+def main(probe):
+    import io
+    import jieba
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import sympy
+    words = jieba.lcut("我来到北京清华大学")
+    figure, axis = plt.subplots()
+    axis.plot([1, 2, 3], [2, 4, 8])
+    png = io.BytesIO()
+    figure.savefig(png, format="png")
+    x = sympy.symbols("x")
+    return {"out": {"words": words, "png": png.getvalue()[:8].hex(),
+                    "roots": [str(r) for r in sympy.solve(x**2 - 4, x)]}}
+"""
+    final = _run(code, time_limit=60.0)
+    assert isinstance(final, GraphRunSucceededEvent), final
+    out = final.outputs["out"]
+    assert out["words"] == ["我", "来到", "北京", "清华大学"]
+    assert out["png"] == "89504e470d0a1a0a"  # the PNG signature
+    assert out["roots"] == ["-2", "2"]

@@ -448,7 +448,7 @@ def test_chart_demo(api_server: LocalServer) -> None:
     assert streamed(events) == answer
 
 
-@pytest.mark.parametrize("kind", ["agent", "datasource"])
+@pytest.mark.parametrize("kind", ["datasource", "knowledge-index"])
 def test_real_export_with_an_unsupported_node_names_it(kind: str) -> None:
     data = document("couplet-generator")
     for raw in data["workflow"]["graph"]["nodes"]:

@@ -73,7 +73,17 @@ ENGINE_EVENTS: list[tuple[ev.GraphEngineEvent, QueueEvent]] = [
     (ev.LoopRunNextEvent(**LOOP, index=1, pre_loop_output={"n": 1}), QueueEvent.LOOP_NEXT),
     (ev.LoopRunSucceededEvent(**LOOP, steps=2, outputs={"n": 2}), QueueEvent.LOOP_COMPLETED),
     (ev.LoopRunFailedEvent(**LOOP, steps=1, error="x"), QueueEvent.LOOP_COMPLETED),
+    (
+        ev.AgentLogEvent(**NODE, log_id="l1", label="ROUND 1", status="start"),
+        QueueEvent.AGENT_LOG,
+    ),
+    (
+        ev.AgentThoughtEvent(**NODE, thought_id="t1", position=1, thought="hm", tool="a;b"),
+        QueueEvent.AGENT_THOUGHT,
+    ),
 ]
+# Events whose fields are renamed to the names Dify's clients know.
+RENAMED_FIELDS = (ev.NodeRunStreamChunkEvent, ev.AgentLogEvent, ev.AgentThoughtEvent)
 
 
 @pytest.mark.parametrize(("engine_event", "kind"), ENGINE_EVENTS)
@@ -84,7 +94,7 @@ def test_each_engine_event_converts_to_its_queue_event(
     assert converted is not None
     assert converted.event is kind
     # Every field the engine reports reaches the client (renamed for chunks only).
-    if not isinstance(engine_event, ev.NodeRunStreamChunkEvent):
+    if not isinstance(engine_event, RENAMED_FIELDS):
         carried = engine_event.model_dump()
         assert {k: v for k, v in converted.model_dump().items() if k in carried} == carried
     # And survives the trip through the stream as JSON.
@@ -166,3 +176,26 @@ def test_a_real_runs_events_all_convert_and_round_trip() -> None:
 def test_parsing_refuses_unknown_kinds() -> None:
     with pytest.raises(ValueError, match="does not match any of the expected tags"):
         parse_queue_event({"event": "teleport"})
+
+
+def test_agent_events_carry_difys_fields() -> None:
+    log = to_queue_event(
+        ev.AgentLogEvent(**NODE, log_id="l2", label="CALL a", parent_id="l1", status="error",
+                         data={"tool_name": "a"}, error="down", log_metadata={"p": 1})
+    )  # fmt: skip
+    assert log is not None
+    assert log.model_dump(mode="json") == {
+        "event": "agent_log", "id": "l2", "node_execution_id": NODE["id"],
+        "node_id": NODE["node_id"], "label": "CALL a", "parent_id": "l1", "error": "down",
+        "status": "error", "data": {"tool_name": "a"}, "metadata": {"p": 1},
+    }  # fmt: skip
+    thought = to_queue_event(
+        ev.AgentThoughtEvent(**NODE, thought_id="t1", position=2, thought="t", observation="{}",
+                             tool="a", tool_input='{"a": {}}', tool_labels={"a": {"en_US": "A"}})
+    )  # fmt: skip
+    assert thought is not None
+    assert thought.model_dump(mode="json") == {
+        "event": "agent_thought", "id": "t1", "position": 2, "thought": "t", "observation": "{}",
+        "tool": "a", "tool_input": '{"a": {}}', "tool_labels": {"a": {"en_US": "A"}},
+        "message_files": [], "node_id": NODE["node_id"], "node_execution_id": NODE["id"],
+    }  # fmt: skip

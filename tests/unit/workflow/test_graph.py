@@ -28,7 +28,7 @@ def _dsl(
     }
 
 
-@pytest.mark.parametrize("kind", ["agent", "datasource"])
+@pytest.mark.parametrize("kind", ["datasource", "knowledge-index"])
 def test_unsupported_node_type_names_the_node(kind: str) -> None:
     raw = node("n42", kind)
     raw["data"]["title"] = "Google Search"

@@ -43,11 +43,25 @@ CASES: dict[str, tuple[dict[str, Any], str | None, dict[str, Any]]] = {
     "loop": ({"step": "3"}, None, {"total": 12, "rounds": 4}),
     "variable-assigner": ({"lang": "fr"}, None, {"greeting": "Bonjour"}),
     "tool": ({"zone": "Pacific/Auckland"}, None, {"today": "2026-03-01"}),
+    "agent-function-calling": ({}, 'Which day? current_time {"timezone": "Asia/Tokyo"}', {
+        "answer": "[offline agent reply] current_time: 2026-03-01"}),
+    "agent-react": ({}, "Which day is it today?", {
+        "answer": "[offline agent reply] current_time: 2026-03-01"}),
 }  # fmt: skip
 
 
+# Exports whose tools call servers: run by the integration test named, against local servers.
+SERVER_FIXTURES = {
+    "web-tools": "tests/integration/workflow/test_web_tools.py",
+    "agent-mcp": "tests/integration/workflow/test_mcp_and_api_tools.py",
+}
+
+
 def test_every_fixture_has_a_case() -> None:
-    assert sorted(p.stem for p in FIXTURES.glob("*.yml")) == sorted(CASES)
+    assert sorted(p.stem for p in FIXTURES.glob("*.yml")) == sorted([*CASES, *SERVER_FIXTURES])
+    root = FIXTURES.parents[2]
+    for name, test_file in SERVER_FIXTURES.items():
+        assert f"{name}.yml" in (root / test_file).read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

@@ -11,12 +11,35 @@ from relay.workflow.stop import StopToken
 
 
 @dataclass(frozen=True)
-class ChatMessage:
-    """One message of a chat prompt."""
+class FunctionCall:
+    """A tool call a model asked for: ``arguments`` is the JSON object it wrote."""
 
-    role: Literal["system", "user", "assistant"]
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """A tool offered to a model: its name, description and JSON schema of its parameters."""
+
+    name: str
+    description: str = ""
+    parameters: Mapping[str, Any] = field(
+        default_factory=lambda: {"type": "object", "properties": {}}
+    )
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    """One message of a chat prompt; an assistant message may carry tool calls, a ``tool``
+    message answers one (``tool_call_id``)."""
+
+    role: Literal["system", "user", "assistant", "tool"]
     content: str
     images: tuple[str, ...] = ()  # image URLs (or data: URLs) sent with a vision request
+    tool_calls: tuple[FunctionCall, ...] = ()
+    tool_call_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -42,6 +65,11 @@ class ChatRequest:
     # What a structured caller (classifier, extractor) expects back; a model reads the prompt,
     # the offline provider answers from this hint so that demos and tests get useful output.
     task: StructuredTask | None = None
+    # Tools the model may call. ``native``: sent as the API's function tools, calls come back in
+    # LLMDelta.tool_calls; ``react``: described in the prompt, the model writes its actions as
+    # text (only the offline provider reads this list then, to plan deterministic actions).
+    tools: tuple[FunctionSpec, ...] = ()
+    tool_mode: Literal["native", "react"] = "native"
 
 
 @dataclass(frozen=True)
@@ -65,6 +93,7 @@ class LLMDelta:
     text: str = ""
     usage: LLMUsage | None = None
     finish_reason: str | None = None
+    tool_calls: tuple[FunctionCall, ...] = ()  # complete calls, on the last piece
 
 
 class LLMError(NodeError):

@@ -12,7 +12,8 @@ import re
 from collections.abc import Iterator
 
 from relay.workflow.config import LLMProviderConfig
-from relay.workflow.llm.base import ChatRequest, LLMDelta, LLMUsage
+from relay.workflow.llm.base import ChatRequest, FunctionCall, LLMDelta, LLMUsage
+from relay.workflow.llm.offline_agent import OBSERVATION, agent_reply
 from relay.workflow.llm.offline_structured import structured_reply
 from relay.workflow.stop import StopToken
 
@@ -50,8 +51,11 @@ class OfflineProvider:
 
     def stream(self, request: ChatRequest, stop: StopToken) -> Iterator[LLMDelta]:
         """Yield the reply token by token, waiting ``token_delay`` between tokens."""
+        calls: tuple[FunctionCall, ...] = ()
         if self._reply is not None:
             text = self._reply
+        elif request.tools or _after_tools(request):
+            text, calls = agent_reply(request)  # a deterministic plan of tool calls
         elif request.task is not None:
             text = structured_reply(request.task)  # useful JSON, not an echo
         else:
@@ -65,5 +69,14 @@ class OfflineProvider:
             yield LLMDelta(text=token)
         yield LLMDelta(
             usage=LLMUsage(prompt_tokens=prompt_tokens, completion_tokens=len(tokens)),
-            finish_reason="stop",
+            finish_reason="tool_calls" if calls else "stop",
+            tool_calls=calls,
         )
+
+
+def _after_tools(request: ChatRequest) -> bool:
+    """A request without tools that follows tool calls (an agent's last, tool-less round)."""
+    return any(
+        m.role == "tool" or m.tool_calls or (m.role == "assistant" and OBSERVATION in m.content)
+        for m in request.messages
+    )

@@ -9,7 +9,14 @@ from typing import Any
 import httpx
 
 from relay.workflow.config import LLMProviderConfig
-from relay.workflow.llm.base import ChatMessage, ChatRequest, LLMDelta, LLMError, LLMUsage
+from relay.workflow.llm.base import (
+    ChatMessage,
+    ChatRequest,
+    FunctionCall,
+    LLMDelta,
+    LLMError,
+    LLMUsage,
+)
 from relay.workflow.stop import StopToken
 
 OPENAI_LABEL = "openai"
@@ -55,6 +62,13 @@ class OpenAICompatibleProvider:
             "stream_options": {"include_usage": True},
         }
         payload.update({k: v for k, v in request.parameters.items() if k in _PARAMETERS})
+        if request.tools and request.tool_mode == "native":
+            payload["tools"] = [
+                {"type": "function", "function": {"name": t.name, "description": t.description,
+                                                  "parameters": dict(t.parameters)}}
+                for t in request.tools
+            ]  # fmt: skip
+        calls: dict[int, dict[str, str]] = {}
         usage: LLMUsage | None = None
         finish: str | None = None
         pieces = 0
@@ -80,7 +94,9 @@ class OpenAICompatibleProvider:
                         )
                     for choice in chunk.get("choices") or []:
                         finish = choice.get("finish_reason") or finish
-                        text = (choice.get("delta") or {}).get("content")
+                        delta = choice.get("delta") or {}
+                        _collect_calls(calls, delta.get("tool_calls"))
+                        text = delta.get("content")
                         if text:
                             pieces += 1
                             yield LLMDelta(text=text)
@@ -90,10 +106,43 @@ class OpenAICompatibleProvider:
             # Some compatible servers send no usage; count pieces so the run still reports some.
             prompt = sum(len(m.content.split()) for m in request.messages)
             usage = LLMUsage(prompt_tokens=prompt, completion_tokens=pieces)
-        yield LLMDelta(usage=usage, finish_reason=finish or "stop")
+        found = tuple(
+            FunctionCall(
+                id=c["id"] or f"call_{i}", name=c["name"], arguments=c["arguments"] or "{}"
+            )
+            for i, c in sorted(calls.items())
+        )
+        yield LLMDelta(usage=usage, finish_reason=finish or "stop", tool_calls=found)
+
+
+def _collect_calls(calls: dict[int, dict[str, str]], pieces: Any) -> None:
+    """Stream chunks carry tool calls in pieces keyed by index: id and name first, then the
+    arguments' JSON a few characters at a time."""
+    for piece in pieces or []:
+        if not isinstance(piece, dict):
+            continue
+        call = calls.setdefault(
+            int(piece.get("index") or 0), {"id": "", "name": "", "arguments": ""}
+        )
+        call["id"] = piece.get("id") or call["id"]
+        function = piece.get("function") or {}
+        call["name"] = function.get("name") or call["name"]
+        call["arguments"] += function.get("arguments") or ""
 
 
 def _message(message: ChatMessage) -> dict[str, Any]:
+    if message.role == "tool":
+        return {"role": "tool", "tool_call_id": message.tool_call_id, "content": message.content}
+    if message.tool_calls:
+        return {
+            "role": message.role,
+            "content": message.content or None,
+            "tool_calls": [
+                {"id": c.id, "type": "function",
+                 "function": {"name": c.name, "arguments": c.arguments}}
+                for c in message.tool_calls
+            ],
+        }  # fmt: skip
     if not message.images:
         return {"role": message.role, "content": message.content}
     parts: list[dict[str, Any]] = [{"type": "text", "text": message.content}]

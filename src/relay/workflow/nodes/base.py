@@ -24,7 +24,7 @@ from relay.workflow.knowledge import KnowledgeIndex
 from relay.workflow.llm.base import ChatMessage, LLMProviderSource
 from relay.workflow.stop import StopToken
 from relay.workflow.tools.base import ToolSource
-from relay.workflow.tools.builtin import builtin_tools
+from relay.workflow.tools.builtin import local_tools
 from relay.workflow.variables import Selector, VariablePool
 
 # --- what a node yields and returns --------------------------------------------------------------
@@ -87,7 +87,7 @@ class NodeServices:
     knowledge: KnowledgeIndex
     http: HttpRequestConfig = field(default_factory=HttpRequestConfig)
     code: CodeSandboxConfig = field(default_factory=CodeSandboxConfig)
-    tools: ToolSource = field(default_factory=builtin_tools)
+    tools: ToolSource = field(default_factory=local_tools)
 
 
 class SubgraphExecution(Protocol):

@@ -34,7 +34,7 @@ from relay.workflow.nodes.files import (
     file_url,
     inline_bytes,
 )
-from relay.workflow.nodes.http_request import check_address
+from relay.workflow.ssrf import check_address
 from relay.workflow.stop import StopToken
 from relay.workflow.variables import Selector, as_selector
 

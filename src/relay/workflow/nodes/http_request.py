@@ -7,8 +7,6 @@ platform's internal network); the check runs for every request, redirects includ
 
 from __future__ import annotations
 
-import ipaddress
-import socket
 from typing import Any, Literal
 
 import httpx
@@ -18,6 +16,7 @@ from relay.workflow.config import HttpRequestConfig
 from relay.workflow.errors import GraphValidationError, NodeError
 from relay.workflow.graph import NodeConfig
 from relay.workflow.nodes.base import Node, NodeContext, NodeRun, NodeRunResult, parse_data
+from relay.workflow.ssrf import check_address
 from relay.workflow.variables import Selector, VariablePool, template_references
 
 _METHODS = {"get", "post", "put", "patch", "delete", "head", "options"}
@@ -102,23 +101,6 @@ def _pairs(text: str, pool: VariablePool) -> list[tuple[str, str]]:
         key, _, value = line.partition(":")
         pairs.append((key.strip(), value.strip()))
     return pairs
-
-
-def check_address(host: str, config: HttpRequestConfig) -> None:
-    """Refuse hosts resolving to loopback, private, link-local or reserved addresses."""
-    if config.allow_private_addresses:
-        return
-    try:
-        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
-    except socket.gaierror as exc:
-        raise NodeError(f"cannot resolve host {host!r}: {exc}") from exc
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if not address.is_global:
-            raise NodeError(
-                f"refusing to call {host} ({address}): private, loopback and link-local "
-                "addresses are not allowed"
-            )
 
 
 class HttpRequestNode(Node):

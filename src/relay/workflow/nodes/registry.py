@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping
 
 from relay.workflow.errors import UnsupportedNodeTypeError
 from relay.workflow.graph import NodeConfig
+from relay.workflow.nodes.agent import AgentNode
 from relay.workflow.nodes.answer import AnswerNode
 from relay.workflow.nodes.assigner import AssignerNode
 from relay.workflow.nodes.base import Node
@@ -51,6 +52,7 @@ BUILTIN_NODES: tuple[type[Node], ...] = (
     LoopStartNode,
     LoopEndNode,
     ToolNode,
+    AgentNode,
 )
 # Older Dify exports call the aggregator "variable-assigner".
 ALIASES = {"variable-assigner": "variable-aggregator"}

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from relay.workflow.graph import NodeConfig
 from relay.workflow.nodes.base import Node, NodeContext, NodeRun, NodeRunResult, parse_data
-from relay.workflow.tools.base import ToolCall, ToolError
+from relay.workflow.tools.base import ToolCall, invoke_tool
 from relay.workflow.variables import Selector, VariablePool, as_selector, template_references
 
 
@@ -75,13 +75,6 @@ class ToolNode(Node):
 
     def run(self, ctx: NodeContext) -> NodeRun:
         data = self.data
-        provider = ctx.services.tools.provider_for(data.provider_type, data.provider_id)
-        if provider is None:
-            installed = ", ".join(ctx.services.tools.installed()) or "none"
-            raise ToolError(
-                f"tool provider '{data.provider_id}' ({data.provider_type}) is not installed in "
-                f"relay, so tool '{data.tool_name}' cannot run (installed: {installed})"
-            )
         parameters = self._parameters(ctx.pool)
         call = ToolCall(
             provider_type=data.provider_type,
@@ -93,7 +86,7 @@ class ToolNode(Node):
             app_id=ctx.run.app_id,
             user_id=ctx.run.user_id,
         )
-        result = provider.invoke(call, ctx.stop)
+        result = invoke_tool(ctx.services.tools, call, ctx.stop)
         return NodeRunResult(
             outputs={
                 **dict(result.variables),

@@ -1,4 +1,5 @@
-"""relay's built-in tool providers that need no outside account: ``time`` (``current_time``)."""
+"""relay's built-in ``time`` provider (``current_time``), which needs no network; the whole set
+of built-in providers, web tools included, is :func:`relay.workflow.tools.catalog.builtin_tools`."""
 
 from __future__ import annotations
 
@@ -6,8 +7,15 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from relay.workflow.llm.base import FunctionSpec
 from relay.workflow.stop import StopToken
-from relay.workflow.tools.base import ToolCall, ToolError, ToolProviders, ToolResult
+from relay.workflow.tools.base import (
+    ToolCall,
+    ToolError,
+    ToolProviders,
+    ToolResult,
+    text_parameters,
+)
 
 DEFAULT_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 
@@ -23,6 +31,15 @@ class TimeProvider:
     def tool_names(self) -> Sequence[str]:
         return ("current_time",)
 
+    def describe(self, tool_name: str) -> FunctionSpec | None:
+        if tool_name != "current_time":
+            return None
+        return text_parameters(
+            "The current date and time in a timezone.", "current_time",
+            ("timezone", "IANA timezone such as Asia/Tokyo (default UTC)", False),
+            ("format", "strftime format (default %Y-%m-%d %H:%M:%S)", False),
+        )  # fmt: skip
+
     def invoke(self, call: ToolCall, stop: StopToken) -> ToolResult:
         if call.tool_name != "current_time":
             raise ToolError(f"tool provider 'time' has no tool '{call.tool_name}'")
@@ -36,6 +53,6 @@ class TimeProvider:
         return ToolResult(text=self._clock.now(zone).strftime(fmt))
 
 
-def builtin_tools() -> ToolProviders:
-    """A source with every built-in provider (no workflow-as-tool)."""
+def local_tools() -> ToolProviders:
+    """A source with the providers that need no network (the default of ``NodeServices``)."""
     return ToolProviders([TimeProvider()])

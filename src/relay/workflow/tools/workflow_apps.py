@@ -16,6 +16,7 @@ from relay.workflow.dsl import WorkflowApp
 from relay.workflow.errors import NodeStopped
 from relay.workflow.events import GraphRunFailedEvent, GraphRunSucceededEvent
 from relay.workflow.factory import create_engine
+from relay.workflow.llm.base import FunctionSpec
 from relay.workflow.nodes.base import NodeServices, RunInfo
 from relay.workflow.stop import StopToken
 from relay.workflow.tools.base import ToolCall, ToolError, ToolResult
@@ -61,6 +62,9 @@ class WorkflowAppTools:
 
     def tool_names(self) -> Sequence[str]:
         return ()  # any published workflow of the tenant
+
+    def describe(self, tool_name: str) -> FunctionSpec | None:
+        return None  # the app's inputs are known only when it is found, per tenant
 
     def invoke(self, call: ToolCall, stop: StopToken) -> ToolResult:
         if self._depth >= MAX_DEPTH:
