@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -118,8 +118,17 @@ def _timed(name: str, probe: Callable[[], Component]) -> Component:
     return component
 
 
+Probe = Callable[[], Component]
+"""A readiness probe: measures one component and returns its verdict (may raise: critical)."""
+
+
 class ReadinessChecker:
-    """Runs the leveled probes of one runtime."""
+    """Runs the leveled probes of one runtime.
+
+    Components beyond the built-in ones (the spool, the circuit breakers, ...) are given as
+    ``extra_probes`` (name -> ``Probe``) by the composition root; they are judged, reported and
+    alerted on (``relay.monitoring.watch``) like the others.
+    """
 
     def __init__(
         self,
@@ -131,7 +140,9 @@ class ReadinessChecker:
         var_dir: Path,
         code_sandbox: str = "bubblewrap",
         thresholds: Thresholds | None = None,
+        extra_probes: Mapping[str, Probe] | None = None,
     ) -> None:
+        self.extra_probes = dict(extra_probes or {})
         self.redis = client
         self.db = db
         self.presence = presence
@@ -158,6 +169,7 @@ class ReadinessChecker:
             "events": self._events,
             "outbox": self._outbox,
             "sandbox": self._sandbox,
+            **self.extra_probes,
         }
         return Readiness([_timed(name, probe) for name, probe in probes.items()])
 
