@@ -75,7 +75,8 @@ def api_server(settings: Settings, workers: int = 3, **env: str) -> Iterator[Api
         yield ApiProcess(url, process, log)
     finally:
         if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
+            # SIGINT: gunicorn's quick shutdown (no graceful wait for idle keep-alive sockets).
+            os.killpg(process.pid, signal.SIGINT)
             try:
                 process.wait(20)
             except subprocess.TimeoutExpired:

@@ -315,7 +315,7 @@ class MonitoringSettings(BaseModel):
         None, description="Slack incoming-webhook URL that receives alerts (text + blocks)"
     )
     noisy_share: float = Field(
-        2.0,
+        1.5,
         gt=1,
         description="Alert when a tenant holds this many times its fair share of a queue's "
         "slots while another tenant waits",
