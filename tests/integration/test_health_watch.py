@@ -28,6 +28,7 @@ from relay.monitoring.alerts import (
     SlackChannel,
     WebhookChannel,
 )
+from relay.monitoring.levels import Level, ReadinessChecker, Thresholds
 from relay.monitoring.watch import Watch
 from relay.retry import FatalTaskError
 from relay.runtime import Runtime
@@ -192,3 +193,23 @@ def test_a_dead_lettered_task_alerts_without_its_arguments(alerting_app: Flask, 
         if s.name == "relay_dead_letters"
     }
     assert sum(dead.values()) == 2, dead
+
+
+def test_a_busy_cpu_is_a_warning_full_memory_or_disk_critical(runtime: Runtime) -> None:
+    # Thresholds of 0: every measured share is past both of them.
+    checker = ReadinessChecker(
+        runtime.redis,
+        runtime.db,
+        runtime.presence,
+        runtime.bus,
+        var_dir=runtime.settings.var_dir,
+        thresholds=Thresholds(resources=(0.0, 0.0)),
+    )
+    resources = next(c for c in checker.ready().components if c.name == "resources")
+    assert resources.details["levels"] == {
+        "cpu": "warning",
+        "memory": "critical",
+        "disk": "critical",
+    }
+    assert resources.level is Level.CRITICAL
+    assert set(resources.value) == {"cpu", "memory", "disk"}

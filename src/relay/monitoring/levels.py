@@ -228,6 +228,10 @@ class ReadinessChecker:
         }
         warning, critical = self.thresholds.resources
         levels = {name: judge(share, warning, critical) for name, share in used.items()}
+        # A busy CPU slows requests down but does not stop them: a warning at most, so a load
+        # spike never takes every replica out of rotation at once. Full memory or disk does.
+        if levels["cpu"] is Level.CRITICAL:
+            levels["cpu"] = Level.WARNING
         hot = sorted(name for name, level in levels.items() if level is not Level.HEALTHY)
         return Component(
             "resources",
@@ -235,6 +239,7 @@ class ReadinessChecker:
             value={name: round(share, 4) for name, share in used.items()},
             threshold={"warning": warning, "critical": critical},
             message=("high use of: " + ", ".join(hot)) if hot else None,
+            details={"levels": {name: level.value for name, level in levels.items()}},
         )
 
     def _events(self) -> Component:
