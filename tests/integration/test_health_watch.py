@@ -32,6 +32,8 @@ from relay.monitoring.levels import Level, ReadinessChecker, Thresholds
 from relay.monitoring.watch import Watch
 from relay.retry import FatalTaskError
 from relay.runtime import Runtime
+from relay.scheduling.metrics import TenantLabels
+from relay.scheduling.tenant_queue import NewItem
 from relay.tasks.base import RelayTask
 from relay.tasks.monitor import check_health
 from tests.conftest import migrated_external_db_in_use, run_worker
@@ -213,3 +215,35 @@ def test_a_busy_cpu_is_a_warning_full_memory_or_disk_critical(runtime: Runtime) 
     }
     assert resources.level is Level.CRITICAL
     assert set(resources.value) == {"cpu", "memory", "disk"}
+
+
+def test_noisy_and_slow_tenants_from_the_real_scheduler(runtime: Runtime, hook: Hook) -> None:
+    runtime.settings = runtime.settings.model_copy(
+        update={
+            "monitoring": runtime.settings.monitoring.model_copy(
+                update={"noisy_wait_p99": 0.001, "tenant_labels": {"tenant-big": "big"}}
+            )
+        }
+    )
+    queue = runtime.dispatcher.queue
+    released = []
+    for n in range(8):  # up to 6 slots for this tenant
+        item = NewItem(f"big-{n}", "tenant-big", "t", "{}", 6, 1)
+        released += queue.enqueue_or_acquire("workflow_team", item).released
+    for n in range(3):  # one slot for this one: two wait
+        item = NewItem(f"small-{n}", "tenant-small", "t", "{}", 1, 1)
+        released += queue.enqueue_or_acquire("workflow_team", item).released
+    for release in released:  # each start records how long it waited
+        queue.start("workflow_team", release.task_id, release.token)
+    manager = _manager(runtime, hook)
+    first = check_health(runtime, manager)
+    assert "tenant.noisy:workflow_team:big" in first["alerts"]
+    small = TenantLabels()("tenant-small")
+    assert f"tenant.slow:workflow_team:{small}" in first["alerts"]
+    noisy = [b for b in hook.drain("/json") if b["key"] == "tenant.noisy:workflow_team:big"]
+    assert noisy[0]["details"]["running"] == 6
+    assert noisy[0]["details"]["waiting_others"] == 2
+    # No new waits since: the slow alerts end; the noisy tenant still holds its slots.
+    second = check_health(runtime, manager)
+    assert f"tenant.slow:workflow_team:{small}" in second["resolved"]
+    assert "tenant.noisy:workflow_team:big" not in second["resolved"]
