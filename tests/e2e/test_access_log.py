@@ -57,7 +57,7 @@ def test_one_json_access_line_per_request_with_ids(
     with (
         api_server(
             settings,
-            workers=2,
+            workers=1,
             RELAY_TRACING_ENABLED="true",
             OTEL_EXPORTER_OTLP_ENDPOINT=collector,
         ) as api,
