@@ -93,6 +93,8 @@ CLEAN_WORKFLOW_RUNS = TaskSpec(
 SNAPSHOT_QUEUES = TaskSpec(
     "relay.monitor.snapshot_queues", "monitor", soft_time_limit=20, time_limit=30
 )
+# Health components, noisy tenants and event error rates: alerts when they degrade and recover.
+CHECK_HEALTH = TaskSpec("relay.monitor.check_health", "monitor", soft_time_limit=20, time_limit=30)
 
 RELAY_OUTBOX = TaskSpec("relay.outbox.relay_pending", "schedule", soft_time_limit=60, time_limit=90)
 
@@ -220,6 +222,7 @@ TASKS: tuple[TaskSpec, ...] = (
     SAVE_NODE_EXECUTION,
     RUN_WORKFLOW,
     REMOVE_APP,
+    CHECK_HEALTH,
 )
 
 BEAT: tuple[BeatSpec, ...] = (
@@ -233,6 +236,7 @@ BEAT: tuple[BeatSpec, ...] = (
     BeatSpec("clean-unused-datasets", CLEAN_UNUSED_DATASETS.name, timedelta(days=1)),
     BeatSpec("clean-messages", CLEAN_MESSAGES.name, timedelta(hours=1)),
     BeatSpec("clean-workflow-runs", CLEAN_WORKFLOW_RUNS.name, timedelta(hours=1)),
+    BeatSpec("check-health", CHECK_HEALTH.name, timedelta(seconds=30)),
 )
 
 TASK_MODULES: tuple[str, ...] = (

@@ -113,6 +113,9 @@ def worker(
     quiet: bool,
 ) -> None:
     """Run a Celery worker on the given queues."""
+    from prometheus_client import start_http_server
+
+    from relay.adapters.prometheus import enable_multiprocess
     from relay.composition import create_runtime
     from relay.worker.hooks import install_worker_hooks
     from relay.worker.names import node_name
@@ -122,8 +125,17 @@ def worker(
     unknown = sorted(set(names) - set(catalog.queue_names()))
     if unknown:
         raise click.BadParameter(f"unknown queue(s): {', '.join(unknown)}", param_hint="--queues")
+    # Before the runtime and the pool children exist: the children's metrics add up.
+    enable_multiprocess(settings.var_dir, "worker")
     runtime = create_runtime(settings)
     install_worker_hooks(runtime.celery, runtime.db, runtime.lifecycle)
+    monitoring = settings.monitoring
+    if monitoring.worker_metrics_port:
+        start_http_server(
+            monitoring.worker_metrics_port,
+            addr=monitoring.worker_metrics_host,
+            registry=runtime.metrics.registry,
+        )
     argv = [
         "worker",
         "--queues", ",".join(names),

@@ -30,6 +30,8 @@ from relay.events.bus import EventBus
 from relay.events.counters import RedisEventCounters
 from relay.events.handlers import register_handlers
 from relay.events.outbox import Outbox
+from relay.monitoring.alerts import AlertManager
+from relay.monitoring.collectors import QueueCollector, StoreCollector
 from relay.monitoring.errors_reporting import init_error_reporting
 from relay.monitoring.health import HealthChecker
 from relay.monitoring.levels import ReadinessChecker
@@ -41,10 +43,11 @@ from relay.resilience.breaker import BreakerCollector, Breakers
 from relay.runtime import Runtime
 from relay.scheduling.admission import RedisAdmission
 from relay.scheduling.dispatcher import FairDispatcher
-from relay.scheduling.metrics import register_metrics
+from relay.scheduling.metrics import TenantLabels, register_metrics
 from relay.scheduling.routing import FairRoute
 from relay.scheduling.tenant_queue import RedisTenantQueue
 from relay.streaming import QueueConfig, RedisRunControl, RedisStreamChannel, RunStreams
+from relay.worker.alerting import AlertDeadTasks
 from relay.worker.celery_app import RelayCelery
 from relay.worker.deliveries import DeliveryGuard, RedisDeliveryCounts
 from relay.worker.effects import IdempotentEffects, SqlEffects
@@ -174,6 +177,7 @@ def _task_chain(runtime: Runtime) -> None:
         runtime.lifecycle,
         IdempotentEffects(SqlEffects(runtime.db)),
         ReportFailures(runtime.errors),
+        AlertDeadTasks(AlertManager.from_settings(runtime.settings, runtime.redis)),
     )
 
 
@@ -187,7 +191,10 @@ def _metrics(runtime: Runtime) -> None:
         runtime.dispatcher.queue,
         runtime.settings.scheduling.metrics_top_tenants,
         runtime.settings.scheduling.wait_buckets,
+        TenantLabels(runtime.settings.monitoring.tenant_labels),
     )
+    registry.register(QueueCollector(runtime.queues, runtime.presence))
+    registry.register(StoreCollector(runtime.db))
 
 
 def _run_streams(settings: Settings, client: redis.Redis, redis_url: str) -> RunStreams:

@@ -21,6 +21,7 @@ from relay.api.errors import register_error_handlers
 from relay.api.messages import messages
 from relay.api.openapi import docs
 from relay.api.ops import ops
+from relay.api.request_log import register_request_log
 from relay.api.task_records import task_records
 from relay.api.tasks import tasks
 from relay.api.tenants import tenants
@@ -48,6 +49,7 @@ def register_api(app: Flask) -> None:
     if app.config.get("MAX_CONTENT_LENGTH") is None:
         app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
     register_error_handlers(app)
+    register_request_log(app)
     app.register_blueprint(ops)
     app.register_blueprint(docs)
     app.register_blueprint(tenants, url_prefix="/v1")

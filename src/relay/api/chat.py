@@ -61,7 +61,7 @@ def send_chat_message() -> WerkzeugResponse | tuple[Response, int]:
     if body.response_mode == "blocking":
         return respond(service.wait(tenant, started, body.user))
     events = WorkflowRunService(runtime).events(tenant, started.run_id, body.user)
-    response = sse_response(events, started.run_id)
+    response = sse_response(events, started.run_id, kind="chat")
     if started.conversation_id:
         response.headers["X-Relay-Conversation-Id"] = started.conversation_id
     return response

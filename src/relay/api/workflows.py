@@ -27,7 +27,7 @@ from relay.services.workflow_run_service import (
     StopResult,
     WorkflowRunService,
 )
-from relay.streaming import StreamItem, sse
+from relay.streaming import QueueEvent, StreamItem, sse
 
 workflows = Blueprint("workflows", __name__)
 streams("post", "/v1/workflows/run")
@@ -81,17 +81,33 @@ def _service() -> WorkflowRunService:
     return WorkflowRunService(current_runtime())
 
 
-def sse_response(items: Iterator[StreamItem], run_id: str) -> WerkzeugResponse:
-    """The run's events as Server-Sent Events (``workflow_run_id`` added to every payload)."""
+def sse_response(
+    items: Iterator[StreamItem], run_id: str, *, kind: str = "workflow", resumed: bool = False
+) -> WerkzeugResponse:
+    """The run's events as Server-Sent Events (``workflow_run_id`` added to every payload).
+
+    Counted in the stream metrics: open streams and streams served by ``kind``, whether the
+    client ``resumed``, and events sent (pings excluded).
+    """
     prefix = '{"workflow_run_id":' + json.dumps(run_id) + ","
+    metrics = current_runtime().metrics
+    metrics.sse_streams.labels(kind, "true" if resumed else "false").inc()
+    sent = metrics.sse_events.labels(kind)
+    open_streams = metrics.sse_open.labels(kind)
 
     def body() -> Iterator[bytes]:
-        yield sse.retry()
-        for item in items:
-            # The data is a JSON object from the stream; splicing the run id in avoids a
-            # decode/encode per event on the hot path.
-            data = prefix + item.data[1:] if item.data.startswith("{") else item.data
-            yield sse.encode(data, event=item.event, id=item.id)
+        open_streams.inc()
+        try:
+            yield sse.retry()
+            for item in items:
+                # The data is a JSON object from the stream; splicing the run id in avoids a
+                # decode/encode per event on the hot path.
+                data = prefix + item.data[1:] if item.data.startswith("{") else item.data
+                yield sse.encode(data, event=item.event, id=item.id)
+                if item.event != QueueEvent.PING:
+                    sent.inc()
+        finally:
+            open_streams.dec()
 
     # A plain werkzeug response: the OpenAPI wrapper (spectree) reads the body of a flask
     # Response to validate it, which would buffer the whole stream; Flask adopts this one as is.
@@ -138,7 +154,7 @@ def run_events(run_id: str) -> WerkzeugResponse:
     query = parse_query(EventsQuery)
     after = request.headers.get("Last-Event-ID") or query.last_event_id
     items = _service().events(tenant_id(), run_id, query.user, after=after)
-    return sse_response(items, run_id)
+    return sse_response(items, run_id, resumed=after is not None)
 
 
 @workflows.post("/workflows/runs/<run_id>/stop")

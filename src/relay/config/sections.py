@@ -319,8 +319,37 @@ class MonitoringSettings(BaseModel):
     queue_max_age: float = Field(
         300.0, gt=0, description="Seconds a queue's oldest message may wait before an alert"
     )
+    tenant_labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="Tenant id -> label in metrics (JSON); other tenants get a short hash",
+    )
+    worker_metrics_port: int | None = Field(
+        None, ge=1, le=65535, description="Port of a worker's own /metrics (unset: none)"
+    )
+    worker_metrics_host: str = Field("127.0.0.1", description="Address a worker's /metrics binds")
+    alert_slack_webhook: str | None = Field(
+        None, description="Slack incoming-webhook URL that receives alerts (text + blocks)"
+    )
+    noisy_share: float = Field(
+        1.5,
+        gt=1,
+        description="Alert when a tenant holds this many times its fair share of a queue's "
+        "slots while another tenant waits",
+    )
+    noisy_wait_p99: float = Field(
+        60.0,
+        gt=0,
+        description="Alert when a tenant's queue-wait p99 (since the last check) "
+        "exceeds these seconds",
+    )
+    event_error_rate: float = Field(
+        0.1, gt=0, le=1, description="Alert when a signal's receivers fail at this rate (5 min)"
+    )
+    event_error_min_calls: int = Field(
+        10, ge=1, description="Receiver calls in 5 minutes before a signal's error rate counts"
+    )
 
-    @field_validator("alert_webhook")
+    @field_validator("alert_webhook", "alert_slack_webhook")
     @classmethod
     def _webhook_http(cls, value: str | None) -> str | None:
         if value and not value.startswith(("http://", "https://")):

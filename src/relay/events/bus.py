@@ -22,10 +22,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from blinker import NamedSignal
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Counter, Summary
 from prometheus_client.core import CounterMetricFamily, SummaryMetricFamily
 from prometheus_client.registry import Collector
 
+from relay.adapters.prometheus import multiprocess_dir
 from relay.adapters.sql import after_commit
 from relay.errors import EventError
 from relay.events.counters import EventCounters
@@ -119,8 +120,13 @@ class EventBus:
         self._pending: dict[tuple[int, str], list[float]] = defaultdict(lambda: [0, 0, 0.0])
         self._last_flush = time.monotonic()
         self.registry = registry or CollectorRegistry()
-        # Exported at scrape time from ``stats``: no metric update on the hot path.
-        self.registry.register(_BusCollector(self))
+        self._shared: _SharedStats | None = None
+        if multiprocess_dir() is not None:
+            # Forked processes: each writes its counts to the shared files the registry reads.
+            self._shared = _SharedStats()
+        else:
+            # Exported at scrape time from ``stats``: no metric update on the hot path.
+            self.registry.register(_BusCollector(self))
 
     # --- registration ---------------------------------------------------------------------------
 
@@ -254,6 +260,11 @@ class EventBus:
                 stats.seconds += seconds
                 pending[1 if failed else 0] += 1
                 pending[2] += seconds * 1000
+        if self._shared is not None:
+            for receiver, seconds, failed in outcomes:
+                outcome = "failure" if failed else "success"
+                self._shared.calls.labels(name, receiver, outcome).inc()
+                self._shared.seconds.labels(name).observe(seconds)
 
     # --- per-minute counters --------------------------------------------------------------------
 
@@ -286,6 +297,24 @@ class EventBus:
                 "avg_ms": total_ms / total if total else 0.0,
             }
         return result
+
+
+class _SharedStats:
+    """The bus's metrics in prometheus_client's multiprocess mode (same names as the collector)."""
+
+    def __init__(self) -> None:
+        self.calls = Counter(
+            "relay_event_receiver_calls",
+            "Receiver invocations by signal, receiver and outcome",
+            ["signal", "receiver", "outcome"],
+            registry=None,
+        )
+        self.seconds = Summary(
+            "relay_event_receiver_seconds",
+            "Receiver run time by signal",
+            ["signal"],
+            registry=None,
+        )
 
 
 class _BusCollector(Collector):

@@ -5,11 +5,18 @@ same key and severity fire once per window: the first process to ``SET NX EX`` t
 sends it, every other process (or a later run of the same monitor) within the window stays quiet.
 A higher severity for the same key is a new alert, so an escalation is never swallowed.
 
+A condition that ends is announced too: an alert with ``resolved=True`` (same key and severity,
+``[resolved]`` in its text). ``relay.monitoring.watch`` decides when a condition starts and ends.
+
+Channels: ``LogChannel`` (always), ``WebhookChannel`` (the alert as JSON) and ``SlackChannel``
+(a Slack incoming-webhook payload: ``text`` plus ``blocks``).
+
 Channels never raise: a webhook that is down is logged, and the next alert tries again.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -64,6 +71,8 @@ class Alert:
     message: str
     details: dict[str, Any] = field(default_factory=dict)
     at: float = field(default_factory=time.time)
+    # True for the message that a condition alerted earlier has ended.
+    resolved: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -72,7 +81,13 @@ class Alert:
             "message": self.message,
             "details": self.details,
             "at": self.at,
+            "resolved": self.resolved,
         }
+
+    @property
+    def dedup_key(self) -> str:
+        """What de-duplication remembers: key and severity (and whether it is a recovery)."""
+        return f"{self.key}:{'resolved' if self.resolved else self.severity}"
 
 
 # --- de-duplication ------------------------------------------------------------------------------
@@ -83,6 +98,10 @@ class Deduplicator(Protocol):
 
     def first(self, key: str, window: int) -> bool:
         """True (and remember ``key`` for ``window`` seconds) unless it was seen in the window."""
+        ...
+
+    def forget(self, keys: Sequence[str]) -> None:
+        """Let ``keys`` fire again at once (their condition changed)."""
         ...
 
 
@@ -106,6 +125,14 @@ class RedisDeduplicator:
             )
             return True
 
+    def forget(self, keys: Sequence[str]) -> None:
+        if not keys:
+            return
+        try:
+            self.redis.delete(*(self.prefix + key for key in keys))
+        except redis.RedisError:
+            log.warning("alert de-duplication unavailable", extra={"action": "alert.dedup_failed"})
+
 
 class MemoryDeduplicator:
     """In-process de-duplication (one process, tests)."""
@@ -124,6 +151,11 @@ class MemoryDeduplicator:
                 return False
             self._until[key] = now + window
             return True
+
+    def forget(self, keys: Sequence[str]) -> None:
+        with self._lock:
+            for key in keys:
+                self._until.pop(key, None)
 
 
 # --- channels -------------------------------------------------------------------------------------
@@ -149,10 +181,10 @@ class LogChannel:
 
     def send(self, alert: Alert) -> None:
         self.logger.log(
-            alert.severity.log_level,
+            logging.INFO if alert.resolved else alert.severity.log_level,
             alert.message,
             extra={
-                "action": "alert",
+                "action": "alert.resolved" if alert.resolved else "alert",
                 "alert_key": alert.key,
                 "severity": str(alert.severity),
                 "details": alert.details,
@@ -179,15 +211,69 @@ class WebhookChannel:
     def send(self, alert: Alert) -> None:
         if alert.severity.rank < self.min_severity.rank:
             return
-        try:
-            with httpx.Client(timeout=self.timeout) as client:
-                response = client.post(self.url, json={"source": "relay", **alert.as_dict()})
-                response.raise_for_status()
-        except httpx.HTTPError as exc:
-            log.warning(
-                f"alert webhook failed: {type(exc).__name__}: {exc}",
-                extra={"action": "alert.webhook_failed", "alert_key": alert.key},
-            )
+        _post(self.url, self.payload(alert), self.timeout, alert, self.name)
+
+    def payload(self, alert: Alert) -> dict[str, Any]:
+        return {"source": "relay", **alert.as_dict()}
+
+
+_SLACK_ICONS = {
+    Severity.INFO: ":information_source:",
+    Severity.WARNING: ":warning:",
+    Severity.ERROR: ":x:",
+    Severity.CRITICAL: ":rotating_light:",
+}
+
+
+class SlackChannel(WebhookChannel):
+    """POSTs to a Slack incoming webhook: a ``text`` fallback and ``blocks`` (header line, the
+    message, the details as fields)."""
+
+    name = "slack"
+
+    def payload(self, alert: Alert) -> dict[str, Any]:
+        icon = ":white_check_mark:" if alert.resolved else _SLACK_ICONS[alert.severity]
+        state = "resolved" if alert.resolved else str(alert.severity)
+        headline = f"{icon} relay {state}: {alert.key}"
+        blocks: list[dict[str, Any]] = [
+            {"type": "section", "text": {"type": "mrkdwn", "text": f"*{headline}*"}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": alert.message[:2900]}},
+        ]
+        fields = [
+            {"type": "mrkdwn", "text": f"*{name}*\n{_short(value)}"}
+            for name, value in list(alert.details.items())[:10]  # Slack takes 10 fields
+        ]
+        if fields:
+            blocks.append({"type": "section", "fields": fields})
+        blocks.append(
+            {
+                "type": "context",
+                "elements": [
+                    {
+                        "type": "mrkdwn",
+                        "text": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(alert.at)),
+                    }
+                ],
+            }
+        )
+        return {"text": f"{headline}: {alert.message}", "blocks": blocks}
+
+
+def _short(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= 500 else text[:497] + "..."
+
+
+def _post(url: str, body: dict[str, Any], timeout: float, alert: Alert, channel: str) -> None:
+    try:
+        with httpx.Client(timeout=timeout) as client:
+            response = client.post(url, json=body)
+            response.raise_for_status()
+    except httpx.HTTPError as exc:
+        log.warning(
+            f"alert {channel} failed: {type(exc).__name__}: {exc}",
+            extra={"action": f"alert.{channel}_failed", "alert_key": alert.key},
+        )
 
 
 # --- manager --------------------------------------------------------------------------------------
@@ -209,16 +295,19 @@ class AlertManager:
 
     @classmethod
     def from_settings(cls, settings: Settings, client: redis.Redis) -> AlertManager:
-        """Log channel always, webhook when ``RELAY_MONITORING_ALERT_WEBHOOK`` is set."""
+        """Log channel always, webhook when ``RELAY_MONITORING_ALERT_WEBHOOK`` is set, Slack when
+        ``RELAY_MONITORING_ALERT_SLACK_WEBHOOK`` is set."""
         monitoring = settings.monitoring
         channels: list[AlertChannel] = [LogChannel()]
+        minimum = Severity(monitoring.alert_webhook_min_severity)
+        timeout = monitoring.alert_webhook_timeout
         if monitoring.alert_webhook:
             channels.append(
-                WebhookChannel(
-                    monitoring.alert_webhook,
-                    timeout=monitoring.alert_webhook_timeout,
-                    min_severity=Severity(monitoring.alert_webhook_min_severity),
-                )
+                WebhookChannel(monitoring.alert_webhook, timeout=timeout, min_severity=minimum)
+            )
+        if monitoring.alert_slack_webhook:
+            channels.append(
+                SlackChannel(monitoring.alert_slack_webhook, timeout=timeout, min_severity=minimum)
             )
         return cls(channels, RedisDeduplicator(client), window=monitoring.alert_dedup_seconds)
 
@@ -227,7 +316,7 @@ class AlertManager:
 
         Returns True when it was sent, False when it was suppressed as a duplicate.
         """
-        if not self.dedup.first(f"{alert.key}:{alert.severity}", self.window):
+        if not self.dedup.first(alert.dedup_key, self.window):
             return False
         for channel in self.channels:
             try:
@@ -239,6 +328,10 @@ class AlertManager:
                     extra={"action": "alert.channel_failed", "channel": channel.name},
                 )
         return True
+
+    def forget(self, key: str) -> None:
+        """Forget that ``key`` fired (at any severity, or as resolved): its next change is sent."""
+        self.dedup.forget([f"{key}:{s}" for s in (*Severity, "resolved")])
 
     def raise_all(self, alerts: Sequence[Alert]) -> list[Alert]:
         """Raise each alert; returns those that were sent."""

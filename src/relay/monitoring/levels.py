@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -118,8 +118,17 @@ def _timed(name: str, probe: Callable[[], Component]) -> Component:
     return component
 
 
+Probe = Callable[[], Component]
+"""A readiness probe: measures one component and returns its verdict (may raise: critical)."""
+
+
 class ReadinessChecker:
-    """Runs the leveled probes of one runtime."""
+    """Runs the leveled probes of one runtime.
+
+    Components beyond the built-in ones (the spool, the circuit breakers, ...) are given as
+    ``extra_probes`` (name -> ``Probe``) by the composition root; they are judged, reported and
+    alerted on (``relay.monitoring.watch``) like the others.
+    """
 
     def __init__(
         self,
@@ -131,7 +140,9 @@ class ReadinessChecker:
         var_dir: Path,
         code_sandbox: str = "bubblewrap",
         thresholds: Thresholds | None = None,
+        extra_probes: Mapping[str, Probe] | None = None,
     ) -> None:
+        self.extra_probes = dict(extra_probes or {})
         self.redis = client
         self.db = db
         self.presence = presence
@@ -158,6 +169,7 @@ class ReadinessChecker:
             "events": self._events,
             "outbox": self._outbox,
             "sandbox": self._sandbox,
+            **self.extra_probes,
         }
         return Readiness([_timed(name, probe) for name, probe in probes.items()])
 
@@ -216,6 +228,10 @@ class ReadinessChecker:
         }
         warning, critical = self.thresholds.resources
         levels = {name: judge(share, warning, critical) for name, share in used.items()}
+        # A busy CPU slows requests down but does not stop them: a warning at most, so a load
+        # spike never takes every replica out of rotation at once. Full memory or disk does.
+        if levels["cpu"] is Level.CRITICAL:
+            levels["cpu"] = Level.WARNING
         hot = sorted(name for name, level in levels.items() if level is not Level.HEALTHY)
         return Component(
             "resources",
@@ -223,6 +239,7 @@ class ReadinessChecker:
             value={name: round(share, 4) for name, share in used.items()},
             threshold={"warning": warning, "critical": critical},
             message=("high use of: " + ", ".join(hot)) if hot else None,
+            details={"levels": {name: level.value for name, level in levels.items()}},
         )
 
     def _events(self) -> Component:

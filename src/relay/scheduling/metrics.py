@@ -3,13 +3,15 @@
 The state lives in Redis, so any process (the API's ``/metrics``) reports every worker's tenants
 without multiprocess Prometheus plumbing. Tenant labels are capped: the ``metrics_top_tenants``
 busiest tenants of a queue are named, the rest are summed under ``tenant="other"``, so a platform
-with many thousands of tenants does not explode the series count.
+with many thousands of tenants does not explode the series count. A named tenant's label is
+never its raw id: a configured name (``RELAY_MONITORING_TENANT_LABELS``) or a short hash.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import (
@@ -39,13 +41,39 @@ def top_tenants(load: dict[str, float], limit: int) -> set[str]:
     return {tenant for tenant, _ in ranked[:limit]}
 
 
+class TenantLabels:
+    """The label a tenant gets in metrics: a configured name, else ``t-`` and 10 hex digits of
+    its id's SHA-256 (stable, short, and not the id itself)."""
+
+    def __init__(self, names: Mapping[str, str] | None = None) -> None:
+        self.names = dict(names or {})
+
+    def __call__(self, tenant: str) -> str:
+        named = self.names.get(tenant)
+        if named:
+            return named
+        return "t-" + hashlib.sha256(tenant.encode()).hexdigest()[:10]
+
+
+def _as_is(tenant: str) -> str:
+    return tenant
+
+
 class SchedulingCollector(Collector):
     """Collector of the scheduler's per-tenant gauges, wait histogram and event counters."""
 
-    def __init__(self, queue: TenantQueue, top: int, buckets: Sequence[float]) -> None:
+    def __init__(
+        self,
+        queue: TenantQueue,
+        top: int,
+        buckets: Sequence[float],
+        label: Callable[[str], str] = _as_is,
+    ) -> None:
+        """``label`` turns a tenant id into its label value (``TenantLabels`` in relay)."""
         self.queue = queue
         self.top = top
         self.buckets = tuple(buckets)
+        self.label = label
 
     def describe(self) -> Iterable[Metric]:
         """As ``Collector.describe``."""
@@ -113,9 +141,10 @@ class SchedulingCollector(Collector):
         other_waiting = other_running = 0
         for state in states:
             if state.tenant in named:
-                waiting.add_metric([name, state.tenant], state.waiting)
-                running.add_metric([name, state.tenant], state.running)
-                vruntime.add_metric([name, state.tenant], state.vruntime)
+                label = self.label(state.tenant)
+                waiting.add_metric([name, label], state.waiting)
+                running.add_metric([name, label], state.running)
+                vruntime.add_metric([name, label], state.vruntime)
             else:
                 other_waiting += state.waiting
                 other_running += state.running
@@ -132,7 +161,9 @@ class SchedulingCollector(Collector):
         other_sum = 0.0
         for tenant, hist in histograms.items():
             if tenant in named:
-                family.add_metric([name, tenant], self._cumulative(hist.buckets), hist.total)
+                family.add_metric(
+                    [name, self.label(tenant)], self._cumulative(hist.buckets), hist.total
+                )
             else:
                 other = [a + b for a, b in zip(other, hist.buckets, strict=True)]
                 other_sum += hist.total
@@ -150,9 +181,13 @@ class SchedulingCollector(Collector):
 
 
 def register_metrics(
-    registry: CollectorRegistry, queue: TenantQueue, top: int, buckets: Sequence[float]
+    registry: CollectorRegistry,
+    queue: TenantQueue,
+    top: int,
+    buckets: Sequence[float],
+    label: Callable[[str], str] = _as_is,
 ) -> SchedulingCollector:
     """Register the scheduler's collector on ``registry`` (e.g. ``runtime.metrics.registry``)."""
-    collector = SchedulingCollector(queue, top, buckets)
+    collector = SchedulingCollector(queue, top, buckets, label)
     registry.register(collector)
     return collector

@@ -9,10 +9,12 @@ it exits.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from celery import bootsteps, signals
 
+from relay.adapters.prometheus import process_exited
 from relay.adapters.sql import Database
 from relay.monitoring.errors_reporting import flush_reports
 from relay.monitoring.presence import PresenceHeartbeat
@@ -65,6 +67,7 @@ def install_worker_hooks(celery: Any, db: Database, lifecycle: TaskLifecycle) ->
         # A pool child leaves by os._exit: no atexit hook sends its spans or reports.
         flush_tracing(timeout_ms=2000)
         flush_reports(timeout=2.0)
+        process_exited(os.getpid())  # its live gauges stop counting; counters stay summed
 
     def on_received(request: Any = None, **_: Any) -> None:
         # In the worker's main process, as soon as the message is taken off the queue.
