@@ -123,7 +123,12 @@ def worker(
     if unknown:
         raise click.BadParameter(f"unknown queue(s): {', '.join(unknown)}", param_hint="--queues")
     runtime = create_runtime(settings)
-    install_worker_hooks(runtime.celery, runtime.db, runtime.lifecycle)
+    install_worker_hooks(
+        runtime.celery,
+        runtime.db,
+        runtime.lifecycle,
+        shutdown_grace=settings.celery.shutdown_grace,
+    )
     argv = [
         "worker",
         "--queues", ",".join(names),

@@ -1,7 +1,15 @@
-"""The API server: gunicorn with gevent workers, so many SSE streams can stay open at once."""
+"""The API server: gunicorn with gevent workers, so many SSE streams can stay open at once.
+
+On SIGTERM (to the master, which passes it on, or to the whole process group) a worker stops
+accepting connections and raises the process's drain flag: open SSE streams end at their next
+event boundary with a ``retry:`` hint, and their clients resume on another process with
+``Last-Event-ID``. Requests still running get ``graceful_timeout`` seconds.
+"""
 
 from __future__ import annotations
 
+import signal
+from types import FrameType
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -10,6 +18,7 @@ from gunicorn.glogging import Logger as GunicornLogger
 from relay.adapters.logs import init_logging
 from relay.app_factory import create_app
 from relay.config import Settings
+from relay.resilience.shutdown import DRAIN
 
 
 class ApiServer(BaseApplication):  # type: ignore[misc]
@@ -34,12 +43,26 @@ class ApiServer(BaseApplication):  # type: ignore[misc]
             "loglevel": self.settings.log.level.lower(),
             "proc_name": "relay-api",
             "logger_class": _relay_logger(self.settings),
+            "post_worker_init": drain_on_sigterm,
         }
         for key, value in options.items():
             self.cfg.set(key, value)
 
     def load(self) -> Any:
         return create_app(self.settings)
+
+
+def drain_on_sigterm(worker: Any) -> None:
+    """gunicorn hook: a worker's SIGTERM also raises the drain flag, then stops the worker."""
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        DRAIN.begin("api shutting down")
+        if callable(previous):
+            previous(signum, frame)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    signal.siginterrupt(signal.SIGTERM, False)
 
 
 def _relay_logger(settings: Settings) -> type[GunicornLogger]:
