@@ -33,6 +33,8 @@ from relay.resilience.shutdown import DRAIN
 log = logging.getLogger(__name__)
 
 SHUTDOWN_REASON = "worker shutting down"
+STALE_MARGIN = 15.0
+"""Seconds past the grace period after which a pool child's drain flag is no shutdown's."""
 COLD_GRACE = 2.0
 """Seconds a cold shutdown (SIGQUIT) leaves running tasks before their processes are killed."""
 
@@ -117,6 +119,11 @@ class ShutdownHooks:
         self.running.on_start = self._guard_child
 
     def _guard_child(self) -> None:
+        since = DRAIN.since
+        if since is not None and time.monotonic() - since > self.grace + STALE_MARGIN:
+            # A stopping worker is gone by now: this SIGTERM was no shutdown (``celery control
+            # revoke --terminate`` sends one), and later work must not pause because of it.
+            DRAIN.reset()
         current = signal.getsignal(signal.SIGTERM)
         if current != self.on_child_sigterm:
             self._idle_exit = current

@@ -152,3 +152,21 @@ def test_a_child_that_ignores_sigterm_is_killed_after_its_stop_timeout(
     assert time.monotonic() - started < 5
     assert child.exit_code() == -signal.SIGKILL
     assert any("did not stop within 0.5s; killed" in r.getMessage() for r in caplog.records)
+
+
+def test_a_pool_childs_drain_flag_outliving_any_shutdown_is_cleared_at_its_next_task() -> None:
+    hooks = ShutdownHooks(grace=1)
+    DRAIN.reset()
+    try:
+        DRAIN.begin("revoke --terminate")
+        hooks.on_process_init()  # the flag is cleared for a new child...
+        DRAIN.begin("revoke --terminate")
+        hooks.running.started()  # ...and kept while a shutdown could still be under way
+        assert DRAIN.is_set()
+        hooks.running.ended()
+        DRAIN.since = time.monotonic() - 60
+        hooks.running.started()  # no stopping worker lives that long past its grace
+        assert not DRAIN.is_set()
+    finally:
+        DRAIN.reset()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
