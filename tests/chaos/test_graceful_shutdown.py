@@ -11,7 +11,8 @@ boundary with a ``retry:`` hint and the client resumes on the other API process 
 ``Last-Event-ID``. Counted: effects lost and applied twice (0 and 0), events missed or repeated
 per client (none), nodes run twice (none), and the API answers during the fault (no 500).
 
-The short version runs in ``make test``; the full one with ``make chaos``.
+The short version runs in ``make test``; the full one, and a short one that signals the
+worker's main process alone (it passes SIGTERM on to its pool), with ``make chaos``.
 """
 
 from __future__ import annotations
@@ -254,7 +255,15 @@ def _continued_runs(runtime: Runtime) -> list[TaskRecord]:
         return list(session.scalars(query))
 
 
-def _drill(settings: Settings, tmp_path: Path, tasks: int, runs: int, seconds: float) -> None:
+def _drill(
+    settings: Settings,
+    tmp_path: Path,
+    tasks: int,
+    runs: int,
+    seconds: float,
+    *,
+    whole_group: bool = True,
+) -> None:
     journal = tmp_path / "journal.txt"
     journal.touch()
     logs = tmp_path
@@ -286,7 +295,10 @@ def _drill(settings: Settings, tmp_path: Path, tasks: int, runs: int, seconds: f
             rescuer = _worker(env, "rescuer@r8", logs / "rescuer.log", concurrency=runs + 2)
             prober.start()
             fault = time.monotonic()
-            os.killpg(doomed.pid, signal.SIGTERM)  # the whole group, as systemd does
+            if whole_group:
+                os.killpg(doomed.pid, signal.SIGTERM)  # the whole group, as systemd does
+            else:
+                doomed.send_signal(signal.SIGTERM)  # the main process alone passes it on
             os.killpg(apis[0].pid, signal.SIGTERM)
             exits = _exit_times({"api": apis[0], "worker": doomed}, fault, GRACE + 20)
             api_code, api_stopped_in = exits["api"]
@@ -322,7 +334,8 @@ def _drill(settings: Settings, tmp_path: Path, tasks: int, runs: int, seconds: f
     hinted = sum(c.hinted for c in clients)
     probed = ", ".join(f"{k}: {v}" for k, v in sorted(answers.items()))
     line = (
-        f"| R8 SIGTERM to a worker's group and to an API process, {runs} runs streaming | {tasks} "
+        f"| R8 SIGTERM to a worker's {'group' if whole_group else 'main process'} and to an "
+        f"API process, {runs} runs streaming | {tasks} "
         f"| {tasks - effects} | {duplicated} | {recovery:.1f} s | {probed} |"
     )
     print("\n" + line)
@@ -363,3 +376,9 @@ def test_r8_short(settings: Settings, tmp_path: Path) -> None:
 @pytest.mark.timeout(600)
 def test_r8_full(settings: Settings, tmp_path: Path) -> None:
     _drill(settings, tmp_path, tasks=400, runs=8, seconds=0.5)
+
+
+@pytest.mark.chaos
+@pytest.mark.timeout(300)
+def test_r8_main_process_only(settings: Settings, tmp_path: Path) -> None:
+    _drill(settings, tmp_path, tasks=30, runs=3, seconds=0.5, whole_group=False)
