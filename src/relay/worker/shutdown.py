@@ -2,9 +2,9 @@
 
 systemd and container runtimes send SIGTERM to every process of the group. Celery's pool children
 reset SIGTERM to its default action, so a child running a task died at once and its task with it.
-Here a child that runs a task keeps running on SIGTERM: it only raises the process's drain flag
+Here a pool child never dies of SIGTERM: it only raises the process's drain flag
 (:data:`relay.resilience.shutdown.DRAIN`), which a workflow run answers by pausing at its next
-node boundary. An idle child still exits at once, as before.
+node boundary. An idle child leaves when the pool closes.
 
 The main process runs Celery's warm shutdown: it stops consuming, lets running tasks finish and
 hands back what it had reserved but not started (with ``acks_late`` nothing unrun is acked; the
@@ -37,21 +37,6 @@ STALE_MARGIN = 15.0
 """Seconds past the grace period after which a pool child's drain flag is no shutdown's."""
 COLD_GRACE = 2.0
 """Seconds a cold shutdown (SIGQUIT) leaves running tasks before their processes are killed."""
-
-
-class _Running:
-    """How many tasks this process runs now (a pool child runs one at a time)."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.on_start: Callable[[], None] = lambda: None
-
-    def started(self, **_: Any) -> None:
-        self.count += 1
-        self.on_start()
-
-    def ended(self, **_: Any) -> None:
-        self.count = max(0, self.count - 1)
 
 
 Children = Callable[[], list[psutil.Process]]
@@ -100,47 +85,39 @@ class ShutdownHooks:
 
     def __init__(self, grace: float, children: Children | None = None) -> None:
         self.grace = grace
-        self.running = _Running()
+        self.in_pool_child = False
         self.children: Children = children if children is not None else list
-        # A pool child's SIGTERM handler before ours (billiard's clean exit), used when idle.
-        self._idle_exit: Any = signal.SIG_DFL
         self._deadline: threading.Thread | None = None
 
     # --- pool children ------------------------------------------------------------------------
 
     def on_process_init(self, **_: Any) -> None:
-        """In a new pool child: SIGTERM will no longer kill a running task.
+        """In a new pool child: SIGTERM never kills it (a task finishes; idle, it leaves when the
+        pool closes).
 
-        billiard resets the child's exit signals after this initializer, so the handler is put
-        in place when a task starts (and stays: an idle child still exits on SIGTERM).
+        billiard replaces the child's exit handlers after this initializer but keeps a signal
+        that is ignored, so SIGTERM is ignored until the first task starts; from then on it
+        raises the drain flag.
         """
         DRAIN.reset()
-        self.running.count = 0
-        self.running.on_start = self._guard_child
+        self.in_pool_child = True
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
-    def _guard_child(self) -> None:
+    def on_task_start(self, **_: Any) -> None:
+        """A task starts: in a pool child, SIGTERM now raises the drain flag."""
+        if not self.in_pool_child:
+            return  # the main process (solo or threads pool) keeps Celery's own handler
         since = DRAIN.since
         if since is not None and time.monotonic() - since > self.grace + STALE_MARGIN:
             # A stopping worker is gone by now: this SIGTERM was no shutdown (``celery control
             # revoke --terminate`` sends one), and later work must not pause because of it.
             DRAIN.reset()
-        current = signal.getsignal(signal.SIGTERM)
-        if current != self.on_child_sigterm:
-            self._idle_exit = current
+        if signal.getsignal(signal.SIGTERM) != self.on_child_sigterm:
             signal.signal(signal.SIGTERM, self.on_child_sigterm)
             signal.siginterrupt(signal.SIGTERM, False)
 
     def on_child_sigterm(self, signum: int, frame: FrameType | None) -> None:
-        if self.running.count > 0:
-            DRAIN.begin(SHUTDOWN_REASON)
-            return
-        # Idle: nothing to finish, leave the way the pool's children always did.
-        previous = self._idle_exit
-        if callable(previous):
-            previous(signum, frame)
-            return
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        os.kill(os.getpid(), signum)
+        DRAIN.begin(SHUTDOWN_REASON)
 
     # --- the main process ---------------------------------------------------------------------
 
@@ -186,8 +163,7 @@ def install_shutdown_hooks(celery: Any, grace: float) -> ShutdownHooks:
     hooks = ShutdownHooks(grace)
     uid = f"relay-shutdown-{id(celery)}"
     signals.worker_process_init.connect(hooks.on_process_init, weak=False, dispatch_uid=uid)
-    signals.task_prerun.connect(hooks.running.started, weak=False, dispatch_uid=uid + "-pre")
-    signals.task_postrun.connect(hooks.running.ended, weak=False, dispatch_uid=uid + "-post")
+    signals.task_prerun.connect(hooks.on_task_start, weak=False, dispatch_uid=uid + "-pre")
     signals.celeryd_init.connect(hooks.on_worker_init, weak=False, dispatch_uid=uid + "-init")
     signals.worker_shutting_down.connect(
         hooks.on_shutting_down, weak=False, dispatch_uid=uid + "-down"

@@ -35,28 +35,26 @@ def test_the_drain_flag_keeps_its_first_reason_until_reset() -> None:
     assert drain.reason is None
 
 
-def _pool_child(busy: bool, ready: multiprocessing.synchronize.Event) -> None:
+def _pool_child(task: bool, ready: multiprocessing.synchronize.Event) -> None:
     hooks = ShutdownHooks(grace=5)
     hooks.on_process_init()
-    hooks.running.started()  # the first task puts the handler in place
-    if not busy:
-        hooks.running.ended()
+    if task:
+        hooks.on_task_start()
     ready.set()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 1.0
     while time.monotonic() < deadline:
         if DRAIN.is_set():
-            hooks.running.ended()  # the task finished its step and returns
-            os._exit(0)
+            os._exit(0)  # the running task saw the flag and wound down
         time.sleep(0.01)
-    os._exit(3)
+    os._exit(4)  # still alive, flag not raised
 
 
-@pytest.mark.parametrize(("busy", "exitcode"), [(True, 0), (False, -signal.SIGTERM)])
-def test_sigterm_lets_a_busy_pool_child_finish_and_ends_an_idle_one(
-    busy: bool, exitcode: int
+@pytest.mark.parametrize(("task", "exitcode"), [(True, 0), (False, 4)])
+def test_sigterm_never_kills_a_pool_child_and_raises_its_flag_once_it_runs_tasks(
+    task: bool, exitcode: int
 ) -> None:
     ready = FORK.Event()
-    child = FORK.Process(target=_pool_child, args=(busy, ready))
+    child = FORK.Process(target=_pool_child, args=(task, ready))
     child.start()
     assert ready.wait(10)
     os.kill(child.pid or 0, signal.SIGTERM)
@@ -161,12 +159,18 @@ def test_a_pool_childs_drain_flag_outliving_any_shutdown_is_cleared_at_its_next_
         DRAIN.begin("revoke --terminate")
         hooks.on_process_init()  # the flag is cleared for a new child...
         DRAIN.begin("revoke --terminate")
-        hooks.running.started()  # ...and kept while a shutdown could still be under way
+        hooks.on_task_start()  # ...and kept while a shutdown could still be under way
         assert DRAIN.is_set()
-        hooks.running.ended()
         DRAIN.since = time.monotonic() - 60
-        hooks.running.started()  # no stopping worker lives that long past its grace
+        hooks.on_task_start()  # no stopping worker lives that long past its grace
         assert not DRAIN.is_set()
     finally:
         DRAIN.reset()
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def test_the_main_process_keeps_celerys_sigterm_handler() -> None:
+    hooks = ShutdownHooks(grace=1)
+    before = signal.getsignal(signal.SIGTERM)
+    hooks.on_task_start()  # a solo or threads pool runs tasks in the main process
+    assert signal.getsignal(signal.SIGTERM) == before
