@@ -19,7 +19,12 @@ from relay.runtime import Runtime
 from relay.worker.hooks import install_worker_hooks
 
 runtime: Runtime = create_runtime(load_settings())
-install_worker_hooks(runtime.celery, runtime.db, runtime.lifecycle)
+install_worker_hooks(
+    runtime.celery,
+    runtime.db,
+    runtime.lifecycle,
+    shutdown_grace=runtime.settings.celery.shutdown_grace,
+)
 
 # Celery looks for ``app`` first, then ``celery``.
 app: Any = runtime.celery

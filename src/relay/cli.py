@@ -128,7 +128,12 @@ def worker(
     # Before the runtime and the pool children exist: the children's metrics add up.
     enable_multiprocess(settings.var_dir, "worker")
     runtime = create_runtime(settings)
-    install_worker_hooks(runtime.celery, runtime.db, runtime.lifecycle)
+    install_worker_hooks(
+        runtime.celery,
+        runtime.db,
+        runtime.lifecycle,
+        shutdown_grace=settings.celery.shutdown_grace,
+    )
     monitoring = settings.monitoring
     if monitoring.worker_metrics_port:
         start_http_server(

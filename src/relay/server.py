@@ -4,11 +4,18 @@ Its error log and its access log go through relay's log handler (JSON lines by d
 access log is one line per request (``action: "http.request"``) with the request id
 (``X-Request-Id``), the tenant, method, path (never the query string, which may carry a token),
 status, duration in milliseconds, and the trace and span ids of the request when tracing is on.
+
+On SIGTERM (to the master, which passes it on, or to the whole process group) a worker stops
+accepting connections and raises the process's drain flag: open SSE streams end at their next
+event boundary with a ``retry:`` hint, and their clients resume on another process with
+``Last-Event-ID``. Requests still running get ``graceful_timeout`` seconds.
 """
 
 from __future__ import annotations
 
 import logging
+import signal
+from types import FrameType
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -19,6 +26,7 @@ from relay.adapters.prometheus import enable_multiprocess, process_exited
 from relay.api.request_log import REQUEST_ID, SPAN_ID, TENANT_ID, TRACE_ID
 from relay.app_factory import create_app
 from relay.config import Settings
+from relay.resilience.shutdown import DRAIN
 
 
 class ApiServer(BaseApplication):  # type: ignore[misc]
@@ -46,6 +54,7 @@ class ApiServer(BaseApplication):  # type: ignore[misc]
             "proc_name": "relay-api",
             "logger_class": _relay_logger(self.settings),
             "child_exit": _child_exit,
+            "post_worker_init": drain_on_sigterm,
         }
         for key, value in options.items():
             self.cfg.set(key, value)
@@ -57,6 +66,19 @@ class ApiServer(BaseApplication):  # type: ignore[misc]
 def _child_exit(server: Any, worker: Any) -> None:
     """A worker is gone (restart, crash): its live gauges stop counting."""
     process_exited(worker.pid)
+
+
+def drain_on_sigterm(worker: Any) -> None:
+    """gunicorn hook: a worker's SIGTERM also raises the drain flag, then stops the worker."""
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        DRAIN.begin("api shutting down")
+        if callable(previous):
+            previous(signum, frame)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    signal.siginterrupt(signal.SIGTERM, False)
 
 
 def _relay_logger(settings: Settings) -> type[GunicornLogger]:

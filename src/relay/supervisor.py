@@ -3,8 +3,9 @@
 The supervisor owns the embedded Redis (when no URL is configured), runs migrations, starts a
 worker consuming every queue, beat and the API server as child processes, waits for ``/health``
 and the queue check, and prints the URLs. SIGINT or SIGTERM stops the children in order (API,
-beat, worker with a warm shutdown) and then Redis. Every child also carries a parent-death
-signal, so even a SIGKILLed supervisor leaves nothing behind.
+beat, worker with a warm shutdown) and then Redis, each step bounded and logged; a child's whole
+process group gets the SIGTERM and whatever is left of it after the child exits is killed. Every
+child also carries a parent-death signal, so even a SIGKILLed supervisor leaves nothing behind.
 
 A child that dies while the stack runs is started again (after a backoff that grows while it
 keeps dying soon after each start, and resets once it ran for a while); the embedded Redis too.
@@ -13,6 +14,7 @@ One dead process never takes the rest of the stack down with it.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
@@ -73,19 +75,46 @@ class Child:
         return self.process.poll() if self.process is not None else None
 
     def stop(self) -> None:
-        if not self.alive():
+        """SIGTERM the child's whole process group (as systemd would), wait up to
+        ``stop_timeout``, then SIGKILL what is left of the group; one log line says how it went.
+        """
+        process = self.process
+        if process is None or process.poll() is not None:
             return
-        assert self.process is not None
-        self.process.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        log.info(
+            f"stopping {self.name} (pid {process.pid}, up to {self.stop_timeout:g}s)",
+            extra={"action": "up.stopping", "child": self.name, "timeout": self.stop_timeout},
+        )
+        _signal_group(process.pid, signal.SIGTERM)
         try:
-            self.process.wait(self.stop_timeout)
+            code = process.wait(self.stop_timeout)
         except subprocess.TimeoutExpired:
+            _signal_group(process.pid, signal.SIGKILL)
+            code = process.wait()
             log.warning(
-                "child did not stop; killing", extra={"action": "up.kill", "child": self.name}
+                f"{self.name} did not stop within {self.stop_timeout:g}s; killed",
+                extra={"action": "up.kill", "child": self.name, "exit_code": code},
             )
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+            return
+        # Whatever the child left in its group (a pool process, a gunicorn worker) goes too.
+        _signal_group(process.pid, signal.SIGKILL)
+        log.info(
+            f"{self.name} stopped in {time.monotonic() - started:.1f}s (exit code {code})",
+            extra={"action": "up.stopped", "child": self.name, "exit_code": code},
+        )
 
+
+def _signal_group(pgid: int, signum: int) -> None:
+    """Signal every process of the group ``pgid`` (nothing when it is gone)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signum)
+
+
+# Seconds a worker has to exit after its grace period (killing, rejecting, closing the broker).
+WORKER_EXIT_MARGIN = 10.0
+# Seconds the embedded Redis has to write its append-only file and exit.
+REDIS_STOP_TIMEOUT = 10.0
 
 # Backoff before starting a dead child again: doubles per quick death, up to the cap; a child
 # that ran for ``STABLE_AFTER`` seconds starts over at the first step.
@@ -123,7 +152,8 @@ class Supervisor:
                     str(settings.celery.concurrency),
                     "--quiet",
                 ],
-                stop_timeout=60,
+                # Running tasks get the grace period, then are handed back; a margin to exit.
+                stop_timeout=settings.celery.shutdown_grace + WORKER_EXIT_MARGIN,
             ),
             Child("beat", [*relay, "beat", "--quiet"], stop_timeout=10),
             Child("api", [*relay, "api"], stop_timeout=15),
@@ -292,12 +322,34 @@ class Supervisor:
         finally:
             runtime.close()
 
+    def stop_budget(self) -> float:
+        """The most seconds :meth:`shutdown` takes (each step is bounded)."""
+        return sum(child.stop_timeout for child in self.children) + REDIS_STOP_TIMEOUT
+
     def shutdown(self) -> None:
-        """Stop children in order (API, beat, worker), then the embedded Redis."""
+        """Stop children in order: the API (no new requests; open streams are told to resume
+        elsewhere), beat (nothing new is scheduled), the worker (warm: running tasks finish or
+        go back to their queue), then the embedded Redis, which they all needed until then."""
+        self.stopping.set()
+        started = time.monotonic()
+        running = [c for c in self.children if c.alive()]
+        if running:
+            log.info(
+                f"stopping relay (at most {self.stop_budget():g}s)",
+                extra={"action": "up.shutdown", "budget": self.stop_budget()},
+            )
         for child in reversed(self.children):
             child.stop()
         if self.embedded is not None:
-            self.embedded.stop()
+            owned = self.embedded.owned
+            self.embedded.stop(REDIS_STOP_TIMEOUT)
+            if owned:
+                log.info("embedded redis stopped", extra={"action": "up.stopped", "child": "redis"})
+        if running:
+            log.info(
+                f"relay stopped in {time.monotonic() - started:.1f}s",
+                extra={"action": "up.stopped_all"},
+            )
         if self._lock is not None:
             self._lock.close()  # releases the flock
             self._lock = None

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import psutil
+import pytest
 
 from tests.outages import clean_env, free_port
 from tests.waiting import wait_until
@@ -41,6 +42,8 @@ def _ping(base: str, key: dict[str, str]) -> bool:
         return False
 
 
+# Start-up, two restarts and the ordered stop take well over a minute on a loaded machine.
+@pytest.mark.timeout(240)
 def test_dead_children_and_redis_are_restarted(tmp_path: Path) -> None:
     port = free_port()
     env = clean_env(RELAY_API_PORT=str(port), RELAY_LOG_LEVEL="WARNING")

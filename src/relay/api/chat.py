@@ -17,6 +17,7 @@ from relay.api.auth import current_runtime, tenant_id
 from relay.api.body import parse_body, respond
 from relay.api.openapi import TENANT, documented, streams
 from relay.api.workflows import EndUser, sse_response
+from relay.resilience.shutdown import DRAIN
 from relay.services.chat_service import ChatResult, ChatService
 from relay.services.workflow_run_service import WorkflowRunService
 
@@ -60,7 +61,9 @@ def send_chat_message() -> WerkzeugResponse | tuple[Response, int]:
     )
     if body.response_mode == "blocking":
         return respond(service.wait(tenant, started, body.user))
-    events = WorkflowRunService(runtime).events(tenant, started.run_id, body.user)
+    events = WorkflowRunService(runtime).events(
+        tenant, started.run_id, body.user, until=DRAIN.is_set
+    )
     response = sse_response(events, started.run_id, kind="chat")
     if started.conversation_id:
         response.headers["X-Relay-Conversation-Id"] = started.conversation_id

@@ -4,7 +4,9 @@ A streamed answer is ``text/event-stream``: every event of the run carries ``id:
 id), ``event:`` and one ``data:`` line of JSON with ``workflow_run_id``; pings have no id. A
 client that loses the connection reconnects to ``GET /v1/workflows/runs/<run_id>/events`` with
 ``Last-Event-ID`` (header, or ``last_event_id`` in the query for clients that cannot set it)
-and gets every later event exactly once, from any API process.
+and gets every later event exactly once, from any API process. A process that is shutting down
+ends its open streams at the next event boundary with a short ``retry:`` hint, so clients
+reconnect at once (to another process) without losing or repeating an event.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 from relay.api.auth import current_runtime, tenant_id
 from relay.api.body import parse_body, parse_query, respond
 from relay.api.openapi import TENANT, documented, streams
+from relay.resilience.shutdown import DRAIN
 from relay.services.run_list_service import RunFilter, RunListService, RunPage
 from relay.services.workflow_run_service import (
     RunDetail,
@@ -30,6 +33,9 @@ from relay.services.workflow_run_service import (
 from relay.streaming import QueueEvent, StreamItem, sse
 
 workflows = Blueprint("workflows", __name__)
+
+SHUTDOWN_RETRY_MS = 250
+"""Reconnection delay sent with the end of a stream cut short by a shutdown."""
 streams("post", "/v1/workflows/run")
 streams("get", "/v1/workflows/runs/{run_id}/events")
 
@@ -99,13 +105,19 @@ def sse_response(
         open_streams.inc()
         try:
             yield sse.retry()
+            final = False
             for item in items:
                 # The data is a JSON object from the stream; splicing the run id in avoids a
                 # decode/encode per event on the hot path.
                 data = prefix + item.data[1:] if item.data.startswith("{") else item.data
+                final = item.final
                 yield sse.encode(data, event=item.event, id=item.id)
                 if item.event != QueueEvent.PING:
                     sent.inc()
+            if not final and DRAIN.is_set():
+                # The process is stopping: come back soon (to another process) from the last id.
+                yield sse.retry(SHUTDOWN_RETRY_MS)
+                yield sse.comment("server shutting down; reconnect with Last-Event-ID")
         finally:
             open_streams.dec()
 
@@ -132,7 +144,8 @@ def run_workflow() -> WerkzeugResponse | tuple[Response, int]:
     if body.response_mode == "blocking":
         result, _ = service.wait(tenant, started.run_id, body.user)
         return respond(BlockingRun(workflow_run_id=started.run_id, data=result))
-    return sse_response(service.events(tenant, started.run_id, body.user), started.run_id)
+    events = service.events(tenant, started.run_id, body.user, until=DRAIN.is_set)
+    return sse_response(events, started.run_id)
 
 
 @workflows.get("/workflows/runs")
@@ -153,7 +166,7 @@ def run_events(run_id: str) -> WerkzeugResponse:
     """The run's events as ``text/event-stream``, after ``Last-Event-ID`` when given."""
     query = parse_query(EventsQuery)
     after = request.headers.get("Last-Event-ID") or query.last_event_id
-    items = _service().events(tenant_id(), run_id, query.user, after=after)
+    items = _service().events(tenant_id(), run_id, query.user, after=after, until=DRAIN.is_set)
     return sse_response(items, run_id, resumed=after is not None)
 
 

@@ -119,6 +119,12 @@ class CelerySettings(BaseModel):
         description="Send task events, sent events included (`celery events`, Flower); false "
         "turns them off",
     )
+    shutdown_grace: float = Field(
+        30.0,
+        gt=0,
+        description="Seconds a stopping worker lets running tasks finish (a workflow run pauses "
+        "at its next node boundary) before it kills them and hands their messages back",
+    )
 
 
 class ApiSettings(BaseModel):

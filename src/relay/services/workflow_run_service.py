@@ -12,7 +12,7 @@ is scoped by tenant *and* end user: anyone else gets 404, as for a run that does
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -351,13 +351,20 @@ class WorkflowRunService:
     # --- streaming ------------------------------------------------------------------------------
 
     def events(
-        self, tenant_id: str, run_id: str, user: str, *, after: str | None = None
+        self,
+        tenant_id: str,
+        run_id: str,
+        user: str,
+        *,
+        after: str | None = None,
+        until: Callable[[], bool] | None = None,
     ) -> Iterator[StreamItem]:
         """The run's events after stream id ``after`` (from the first one when None).
 
         Checks ownership now (NotFound), then returns the iterator: pings while the run is
-        quiet, and the end after the run's final event. A finished run replays and closes; one
-        whose stream has expired gets its terminal event rebuilt from the record (without id).
+        quiet, and the end after the run's final event (or earlier, at an event boundary, once
+        ``until()`` is true). A finished run replays and closes; one whose stream has expired
+        gets its terminal event rebuilt from the record (without id).
         """
         position = START if after is None else _stream_id(after)
         row = self._owned(tenant_id, run_id, user)
@@ -371,7 +378,7 @@ class WorkflowRunService:
             return iter([StreamItem.local(_terminal_of(row), final=True)])
         if last is not None and last.final and parse_id(position) >= parse_id(last.id):
             return iter(())  # the client has everything, the terminal event included
-        return manager.listen(position)
+        return manager.listen(position, until=until)
 
     def wait(self, tenant_id: str, run_id: str, user: str) -> tuple[RunResult, AppQueueEvent]:
         """Block until the run's stream ends; the run's record and the stream's last event."""

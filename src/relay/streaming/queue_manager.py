@@ -187,12 +187,16 @@ class AppQueueManager:
 
     # --- the listener's side --------------------------------------------------------------------
 
-    def listen(self, after: str = START) -> Iterator[StreamItem]:
+    def listen(
+        self, after: str = START, *, until: Callable[[], bool] | None = None
+    ) -> Iterator[StreamItem]:
         """The run's events after stream id ``after``, until its final event.
 
         Pings when nothing was yielded for ``ping_interval``; ends with a stop event of its own
         when a stop was requested and the worker did not confirm within ``stop_grace`` (the run
-        is not running anywhere), or when the listener has run ``max_execution_time``.
+        is not running anywhere), or when the listener has run ``max_execution_time``. When
+        ``until()`` becomes true (its process is shutting down) it ends at the next event
+        boundary without a final event, within ``read_block``: the client resumes elsewhere.
         """
         config = self.config
         started = last_yield = self._clock()
@@ -200,6 +204,8 @@ class AppQueueManager:
         position = after
         self._listening = True
         while self._listening:
+            if until is not None and until():
+                return
             now = self._clock()
             left = started + config.max_execution_time - now
             if left <= 0:

@@ -5,8 +5,11 @@ nothing), builds the engine from the run record's graph with the limits and LLM 
 settings, and publishes every engine event, converted once (``to_queue_event``), to the run's
 channel. A watcher thread beats (so the reaper knows the worker lives) and polls the attempt's
 stop flag; a stop calls ``engine.stop()``, which aborts between nodes and inside streaming
-nodes, and the run ends with its ``stop`` event. Whatever happens, the run's stream gets exactly
-one final event: the engine's end, ``message_end`` for chat apps, or ``error``.
+nodes, and the run ends with its ``stop`` event. When the worker shuts down (SIGTERM), the
+watcher pauses the run at its next node boundary: it is checkpointed and resubmitted like a
+time slice, and another worker continues it on the same stream. Whatever happens, the run's
+stream gets exactly one final event: the engine's end, ``message_end`` for chat apps, or
+``error``.
 
 Runs are not retried (``max_attempts=1``): a workflow's side effects (LLM calls, HTTP requests)
 must not happen twice. A lost worker's run is failed by the reaper instead.
@@ -29,6 +32,7 @@ from relay.errors import QuotaExceeded
 from relay.events.handlers.tenant_plan import plan_key
 from relay.models import App, Tenant, WorkflowRun
 from relay.monitoring.tracing import WorkflowTracingLayer
+from relay.resilience.shutdown import DRAIN
 from relay.retry import FatalTaskError, OutcomeFailed
 from relay.scheduling.dispatcher import ticket_of
 from relay.scheduling.timeslice import (
@@ -94,6 +98,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STOPPED_BY_USER = "stopped by user"
+WORKER_SHUTTING_DOWN = "worker shutting down"
 
 
 # --- settings onto the engine's models ------------------------------------------------------------
@@ -242,7 +247,9 @@ class _Watcher:
         self.manager = manager
         self.beat = beat
         self.on_stop: Callable[[], None] = lambda: None
+        self.on_drain: Callable[[], None] = lambda: None
         self._stopped = False
+        self._drained = False
         self._next_beat = time.monotonic() + beat
         self._job = Periodic("run-watcher", self._tick, poll)
 
@@ -253,6 +260,10 @@ class _Watcher:
         self._job.stop(timeout=5)
 
     def _tick(self) -> None:
+        if not self._drained and DRAIN.is_set():
+            # The worker is shutting down: the run pauses at its next node boundary.
+            self._drained = True
+            self.on_drain()
         try:
             if not self._stopped and self.manager.poll_stop():
                 self._stopped = True
@@ -306,6 +317,7 @@ class WorkflowRunner:
                 )
                 return "missing"
             watcher.on_stop = lambda: engine.stop(STOPPED_BY_USER)
+            watcher.on_drain = lambda: engine.pause(WORKER_SHUTTING_DOWN)
             if manager.poll_stop():
                 engine.stop(STOPPED_BY_USER)
             watcher.start()

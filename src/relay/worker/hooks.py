@@ -3,8 +3,8 @@
 ``PresenceStep`` is a consumer bootstep: once the worker consumes its queues it announces them
 through a presence key (refreshed by a heartbeat thread) and withdraws it at a clean shutdown.
 ``install_worker_hooks`` drops database connections a prefork child inherited from its parent,
-records RECEIVED as soon as a message is taken off its queue, and flushes a child's buffers when
-it exits.
+records RECEIVED as soon as a message is taken off its queue, flushes a child's buffers when
+it exits, and makes SIGTERM a graceful stop (``relay.worker.shutdown``).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from relay.monitoring.tracing import flush_tracing
 from relay.scheduling.dispatcher import HEADER as FAIR_HEADER
 from relay.worker.lifecycle import TaskLifecycle
 from relay.worker.rejects import install_reject_hooks
+from relay.worker.shutdown import install_shutdown_hooks
 
 
 def consumed_queues(consumer: Any) -> list[str]:
@@ -55,7 +56,9 @@ class PresenceStep(bootsteps.StartStopStep):  # type: ignore[misc]
     shutdown = stop
 
 
-def install_worker_hooks(celery: Any, db: Database, lifecycle: TaskLifecycle) -> None:
+def install_worker_hooks(
+    celery: Any, db: Database, lifecycle: TaskLifecycle, *, shutdown_grace: float = 30.0
+) -> None:
     """Connect the worker hooks of the app ``celery`` (idempotent per app)."""
 
     def on_process_init(**_: Any) -> None:
@@ -86,6 +89,7 @@ def install_worker_hooks(celery: Any, db: Database, lifecycle: TaskLifecycle) ->
         )
 
     install_reject_hooks(celery, lifecycle)
+    install_shutdown_hooks(celery, shutdown_grace)
     uid = f"relay-{id(celery)}"
     signals.worker_process_init.connect(on_process_init, weak=False, dispatch_uid=uid + "-init")
     signals.task_received.connect(on_received, weak=False, dispatch_uid=uid + "-received")

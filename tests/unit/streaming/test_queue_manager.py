@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -204,3 +205,22 @@ def test_a_manager_needs_a_task_and_a_user(
 ) -> None:
     with pytest.raises(ValueError, match="task id and a user id"):
         AppQueueManager("", "u", InvokeFrom.SERVICE_API, channel=channel, control=control)
+
+
+def test_a_listener_ends_at_an_event_boundary_once_its_process_is_stopping(
+    channel: InMemoryRunChannel, control: InMemoryRunControl
+) -> None:
+    worker = manager(channel, control)
+    first = worker.publish(chunk("a"))
+    stopping = threading.Event()
+    listener = manager(channel, control, record_owner=False).listen(until=stopping.is_set)
+    assert next(listener).id == first
+    stopping.set()
+    worker.publish(chunk("b"))
+    started = time.monotonic()
+    assert list(listener) == []  # no final event of its own: the client resumes elsewhere
+    assert time.monotonic() - started < 1.0
+    # Another process's listener, resuming after the last id it saw, gets the rest once.
+    worker.publish(chunk("end"), final=True)
+    resumed = [i.model() for i in manager(channel, control).listen(after=first)]
+    assert [getattr(e, "text", None) for e in resumed] == ["b", "end"]
