@@ -30,14 +30,17 @@ from relay.events.bus import EventBus
 from relay.events.counters import RedisEventCounters
 from relay.events.handlers import register_handlers
 from relay.events.outbox import Outbox
+from relay.monitoring.alerts import Alert, AlertManager, Severity
 from relay.monitoring.errors_reporting import init_error_reporting
 from relay.monitoring.health import HealthChecker
 from relay.monitoring.levels import ReadinessChecker
 from relay.monitoring.presence import WorkerPresence
 from relay.monitoring.queues import QueueMonitor
+from relay.monitoring.resilience_health import basic_components, resilience_components
 from relay.monitoring.task_metrics import TaskStats, TaskStatsCollector
 from relay.monitoring.tracing import configure_tracing
 from relay.resilience.breaker import BreakerCollector, Breakers
+from relay.resilience.spool import Spool, SpoolCollector, SpoolStats, breaker_probe
 from relay.runtime import Runtime
 from relay.scheduling.admission import RedisAdmission
 from relay.scheduling.dispatcher import FairDispatcher
@@ -45,6 +48,7 @@ from relay.scheduling.metrics import register_metrics
 from relay.scheduling.routing import FairRoute
 from relay.scheduling.tenant_queue import RedisTenantQueue
 from relay.streaming import QueueConfig, RedisRunControl, RedisStreamChannel, RunStreams
+from relay.streaming.spooled import SpoolingRunChannel, stream_replayer
 from relay.worker.celery_app import RelayCelery
 from relay.worker.deliveries import DeliveryGuard, RedisDeliveryCounts
 from relay.worker.effects import IdempotentEffects, SqlEffects
@@ -107,7 +111,10 @@ def create_runtime(settings: Settings) -> Runtime:
         background=background,
     )
     outbox = Outbox(db, celery, route=FairRoute(dispatcher, client, db), background=background)
-    bus = EventBus(client, settings, outbox, metrics.registry, counters=RedisEventCounters(client))
+    spool = _spool(settings, client, breakers, background)
+    bus = EventBus(
+        client, settings, outbox, metrics.registry, counters=RedisEventCounters(client, spool)
+    )
     register_handlers(bus)
     lifecycle = TaskLifecycle(
         db, outbox, heartbeat_interval=settings.celery.heartbeat_interval, background=background
@@ -129,10 +136,16 @@ def create_runtime(settings: Settings) -> Runtime:
         lifecycle=lifecycle,
         task_stats=task_stats,
         admission=RedisAdmission(client, settings.scheduling),
-        streams=_run_streams(settings, client, redis_url),
+        streams=_spooled(_run_streams(settings, client, redis_url), spool, breakers),
         presence=presence,
         queues=QueueMonitor(celery, client),
-        health=HealthChecker(client, db, presence, settings.workflow.code_sandbox),
+        health=HealthChecker(
+            client,
+            db,
+            presence,
+            settings.workflow.code_sandbox,
+            extra=lambda: basic_components(spool, breakers),
+        ),
         errors=errors,
         readiness=ReadinessChecker(
             client,
@@ -141,15 +154,19 @@ def create_runtime(settings: Settings) -> Runtime:
             bus,
             var_dir=settings.var_dir,
             code_sandbox=settings.workflow.code_sandbox,
+            extra=lambda: resilience_components(spool, breakers),
         ),
         embedded_redis=embedded,
         breakers=breakers,
+        spool=spool,
     )
     _task_chain(runtime)
     _metrics(runtime)
     # Register the catalogue's tasks now, not only when a worker starts, so that producers and
     # ``apply()`` find every task by name.
     celery.loader.import_default_modules()
+    # Segments a process left behind when it died are replayed by the next one that starts.
+    spool.start()
     # Buffered writes (records, sent marks, counters) are flushed when the process exits; a
     # weak reference, so that exiting never keeps a runtime alive that nobody uses any more.
     atexit.register(_close_at_exit, weakref.ref(runtime))
@@ -182,6 +199,8 @@ def _metrics(runtime: Runtime) -> None:
     registry = runtime.metrics.registry
     registry.register(TaskStatsCollector(runtime.redis))
     registry.register(BreakerCollector(runtime.breakers))
+    if runtime.spool is not None:
+        registry.register(SpoolCollector(runtime.spool))
     register_metrics(
         registry,
         runtime.dispatcher.queue,
@@ -218,6 +237,50 @@ def _run_streams(settings: Settings, client: redis.Redis, redis_url: str) -> Run
         ),
         control=RedisRunControl(streams_client),
         config=QueueConfig.from_settings(settings.streaming, read_block=block),
+    )
+
+
+def _spool(
+    settings: Settings, client: redis.Redis, breakers: Breakers, background: Background
+) -> Spool:
+    """The local spool under ``var/spool``; replay waits for Redis's circuit and a ping."""
+
+    def full(stats: SpoolStats) -> None:
+        AlertManager.from_settings(settings, client).raise_alert(
+            Alert(
+                key="spool.full",
+                severity=Severity.CRITICAL,
+                message=(
+                    "the local spool is full: run events and counts that Redis cannot take "
+                    "are refused until Redis is back and replay frees room"
+                ),
+                details=stats.as_dict(),
+            )
+        )
+
+    return Spool(
+        settings.var_dir / "spool",
+        max_bytes=settings.spool.max_bytes,
+        on_full=full,
+        ready=breaker_probe(breakers, "redis", client.ping),
+        background=background,
+        interval=settings.spool.replay_interval,
+    )
+
+
+def _spooled(streams: RunStreams, spool: Spool, breakers: Breakers) -> RunStreams:
+    """Run streams whose appends go to the spool while Redis cannot take them."""
+    channel = streams.channel
+    if not isinstance(channel, RedisStreamChannel):
+        return streams
+    spool.register(
+        "run_event",
+        stream_replayer(channel.client, retention=channel.retention, active_ttl=channel.active_ttl),
+    )
+    return RunStreams(
+        channel=SpoolingRunChannel(channel, spool, breakers),
+        control=streams.control,
+        config=streams.config,
     )
 
 

@@ -131,7 +131,9 @@ class ReadinessChecker:
         var_dir: Path,
         code_sandbox: str = "bubblewrap",
         thresholds: Thresholds | None = None,
+        extra: Callable[[], list[Component]] | None = None,
     ) -> None:
+        """``extra``: more components judged elsewhere (the spool, circuit breakers)."""
         self.redis = client
         self.db = db
         self.presence = presence
@@ -139,6 +141,7 @@ class ReadinessChecker:
         self.var_dir = var_dir
         self.code_sandbox = code_sandbox
         self.thresholds = thresholds or Thresholds()
+        self.extra = extra
         self.started = time.time()
 
     def live(self) -> dict[str, Any]:
@@ -159,7 +162,19 @@ class ReadinessChecker:
             "outbox": self._outbox,
             "sandbox": self._sandbox,
         }
-        return Readiness([_timed(name, probe) for name, probe in probes.items()])
+        components = [_timed(name, probe) for name, probe in probes.items()]
+        if self.extra is not None:
+            started = time.perf_counter()
+            try:
+                more = self.extra()
+            except Exception as exc:
+                more = [
+                    Component("resilience", Level.CRITICAL, message=f"{type(exc).__name__}: {exc}")
+                ]
+            for component in more:
+                component.latency_ms = (time.perf_counter() - started) * 1000
+            components.extend(more)
+        return Readiness(components)
 
     # --- probes ---------------------------------------------------------------------------------
 
