@@ -545,12 +545,11 @@ def _remove(*paths: Path) -> None:
 def breaker_probe(
     breakers: Breakers, circuit: str, ping: Callable[[], object]
 ) -> Callable[[], bool]:
-    """A replay gate: False while ``circuit`` is open (no probe at all), otherwise ``ping``
-    through the breaker (so a failed probe counts towards opening it), True when it answered."""
+    """A replay gate: ``ping`` through breaker ``circuit``. While the circuit is open the ping is
+    not sent at all (False at once); after its reset timeout the ping is the half-open trial that
+    closes it again; a failed ping counts towards opening it."""
 
     def ready() -> bool:
-        if breakers.state(circuit) == "open":
-            return False
         try:
             breakers.call(circuit, ping)
         except Exception as exc:

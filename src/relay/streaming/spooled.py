@@ -9,8 +9,9 @@ were published, whatever the order of recovery.
 
 Replay (:func:`stream_replayer`) writes each entry with ``XADD`` and its own id, so the ids a
 client may already hold (from an earlier part of the stream) and the ids of the replayed events
-follow each other and ``Last-Event-ID`` resumes across the outage. The replay script applies an
-entry once: an id already in the stream is skipped (a replay that was cut short by a crash), and
+follow each other and ``Last-Event-ID`` resumes across the outage. Each replayed entry carries its
+spool key (field ``k``) and the replay script applies an entry once: an entry whose key is
+already in the stream is skipped (a replay that was cut short by a crash), and
 a stream that has its final event takes nothing more (like a live append). Should the stream
 hold a later id than a spooled entry (another host's clock ran ahead, or the reaper ended the run
 meanwhile), the entry is appended with a new id and its spool key, which is looked up first.
@@ -41,7 +42,12 @@ SCAN_BACK = 200
 # Returns the id written, the id already holding this entry, or false for a finished stream.
 _REPLAY = """
 local found = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
-if found[1] then return ARGV[1] end
+if found[1] then
+  local fields = found[1][2]
+  for j = 1, #fields, 2 do
+    if fields[j] == 'k' and fields[j + 1] == ARGV[7] then return ARGV[1] end
+  end
+end
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', tonumber(ARGV[8]))
 for i = 1, #last do
   local fields = last[i][2]
