@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import atexit
 import weakref
+from collections.abc import Callable
 
 import redis
 
@@ -40,11 +41,13 @@ from relay.monitoring.resilience_health import basic_components, resilience_comp
 from relay.monitoring.task_metrics import TaskStats, TaskStatsCollector
 from relay.monitoring.tracing import configure_tracing
 from relay.resilience.breaker import BreakerCollector, Breakers
+from relay.resilience.pressure import PressureMonitor, PressureState, PsutilSampler, Sampler
 from relay.resilience.spool import Spool, SpoolCollector, SpoolStats, breaker_probe
 from relay.runtime import Runtime
 from relay.scheduling.admission import RedisAdmission
 from relay.scheduling.dispatcher import FairDispatcher
 from relay.scheduling.metrics import register_metrics
+from relay.scheduling.pressure import PressureAdmission
 from relay.scheduling.routing import FairRoute
 from relay.scheduling.tenant_queue import RedisTenantQueue
 from relay.streaming import QueueConfig, RedisRunControl, RedisStreamChannel, RunStreams
@@ -72,9 +75,10 @@ def resolve_redis_url(settings: Settings) -> tuple[str, EmbeddedRedis | None]:
     return embedded.url, embedded
 
 
-def create_runtime(settings: Settings) -> Runtime:
+def create_runtime(settings: Settings, *, sampler: Sampler | None = None) -> Runtime:
     """Build the runtime (everything but Flask) for workers, beat, CLI and the API.
 
+    ``sampler`` measures resources for the pressure monitor (psutil unless a test gives one).
     Raises ``ConfigError`` for settings that contradict each other (e.g. a visibility timeout
     below the longest task time limit) and ``InfrastructureError`` when the embedded Redis
     cannot start.
@@ -96,12 +100,19 @@ def create_runtime(settings: Settings) -> Runtime:
     presence = WorkerPresence(client, settings.monitoring.worker_ttl)
     chain = TaskChain(passthrough=passthrough_errors())
     breakers = Breakers()
+    pressure = PressureMonitor(
+        sampler or PsutilSampler(settings.var_dir),
+        settings.pressure,
+        background=background,
+        listeners=[_pressure_alert(settings, client)],
+    )
     celery = RelayCelery(
         celery_config(settings, redis_url),
         chain=chain,
         presence=presence,
         background=background,
         breakers=breakers,
+        pressure=pressure,
     )
     dispatcher = FairDispatcher(
         RedisTenantQueue(client, settings.scheduling),
@@ -135,7 +146,7 @@ def create_runtime(settings: Settings) -> Runtime:
         bus=bus,
         lifecycle=lifecycle,
         task_stats=task_stats,
-        admission=RedisAdmission(client, settings.scheduling),
+        admission=PressureAdmission(RedisAdmission(client, settings.scheduling), pressure),
         streams=_spooled(_run_streams(settings, client, redis_url), spool, breakers),
         presence=presence,
         queues=QueueMonitor(celery, client),
@@ -159,6 +170,7 @@ def create_runtime(settings: Settings) -> Runtime:
         embedded_redis=embedded,
         breakers=breakers,
         spool=spool,
+        pressure=pressure,
     )
     _task_chain(runtime)
     _metrics(runtime)
@@ -266,6 +278,32 @@ def _spool(
         background=background,
         interval=settings.spool.replay_interval,
     )
+
+
+def _pressure_alert(settings: Settings, client: redis.Redis) -> Callable[[PressureState], None]:
+    """An alert when resource pressure starts (its end is logged by the monitor)."""
+
+    def alert(state: PressureState) -> None:
+        if not state.active or state.sample is None:
+            return
+        AlertManager.from_settings(settings, client).raise_alert(
+            Alert(
+                key="resource.pressure",
+                severity=Severity.ERROR,
+                message=(
+                    "resource pressure (" + ", ".join(state.hot) + "): workers stop consuming "
+                    "low-priority queues and new work is refused with 429 until it ends"
+                ),
+                details={
+                    "hot": list(state.hot),
+                    "cpu": round(state.sample.cpu, 3),
+                    "memory": round(state.sample.memory, 3),
+                    "disk": round(state.sample.disk, 3),
+                },
+            )
+        )
+
+    return alert
 
 
 def _spooled(streams: RunStreams, spool: Spool, breakers: Breakers) -> RunStreams:

@@ -517,6 +517,15 @@ class PressureSettings(BaseModel):
     disk_high: float = Field(0.95, gt=0, le=1, description="var/ disk share that starts pressure")
     disk_low: float = Field(0.90, gt=0, le=1, description="var/ disk share that ends it")
     retry_after: int = Field(15, ge=1, description="Retry-After seconds of a 429 under pressure")
+    sustain: int = Field(
+        3, ge=1, description="Samples in a row above a high threshold before pressure starts"
+    )
+    shed_queues: list[str] = Field(
+        default_factory=lambda: [
+            "dataset", "pipeline", "workflow_sandbox", "ops_trace", "app_deletion", "conversation"
+        ],
+        description="Low-priority queues a worker stops consuming under pressure (JSON list)",
+    )  # fmt: skip
 
     @model_validator(mode="after")
     def _low_below_high(self) -> PressureSettings:
