@@ -155,7 +155,7 @@ def create_runtime(settings: Settings, *, sampler: Sampler | None = None) -> Run
             db,
             presence,
             settings.workflow.code_sandbox,
-            extra=lambda: basic_components(spool, breakers),
+            extra=lambda: basic_components(spool, breakers, pressure),
         ),
         errors=errors,
         readiness=ReadinessChecker(
@@ -165,7 +165,7 @@ def create_runtime(settings: Settings, *, sampler: Sampler | None = None) -> Run
             bus,
             var_dir=settings.var_dir,
             code_sandbox=settings.workflow.code_sandbox,
-            extra=lambda: resilience_components(spool, breakers),
+            extra=lambda: resilience_components(spool, breakers, pressure),
         ),
         embedded_redis=embedded,
         breakers=breakers,

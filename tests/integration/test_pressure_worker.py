@@ -87,7 +87,12 @@ def test_admission_answers_429_under_pressure_and_admits_after(
     assert refused.headers["Retry-After"] == str(pressured.settings.pressure.retry_after)
     assert refused.json["code"] == "overloaded"
     assert "resource pressure" in refused.json["message"]
+    ready = api.call("GET", "/health/ready").json["components"]["pressure"]
+    assert ready["level"] == "warning"
+    assert ready["value"] == ["disk"]
+    assert ready["threshold"]["disk"] == {"high": 0.95, "low": 0.9}
 
     sampler.set()
     pressured.pressure.tick()
     assert api.call("POST", "/v1/ping-task", tenant, json={"message": "x"}).status_code == 202
+    assert api.call("GET", "/health/ready").json["components"]["pressure"]["level"] == "healthy"

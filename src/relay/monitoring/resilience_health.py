@@ -2,7 +2,8 @@
 
 ``spool``: healthy while nothing waits for replay; warning while entries wait (an outage is
 being ridden out) or the spool is half full; critical when it is full (new entries are refused)
-or nearly so. ``circuit:<name>``: healthy when closed, warning when half-open (a trial call is
+or nearly so. ``pressure``: warning while CPU, memory or ``var/`` disk is under pressure.
+``circuit:<name>``: healthy when closed, warning when half-open (a trial call is
 under way) and when a task's outbound dependency (``http:*``) is open, critical when the broker's
 or Redis's circuit is open (the process cannot do its work).
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 from relay.monitoring.health import ComponentHealth
 from relay.monitoring.levels import Component, Level, judge, worst
 from relay.resilience.breaker import Breakers
+from relay.resilience.pressure import RESOURCES, PressureMonitor
 from relay.resilience.spool import Spool
 
 SPOOL_FILL = (0.5, 0.9)
@@ -66,9 +68,39 @@ def circuit_components(breakers: Breakers) -> list[Component]:
     return components
 
 
-def resilience_components(spool: Spool, breakers: Breakers) -> list[Component]:
-    """The spool's component and one per breaker this process has used."""
-    return [spool_component(spool), *circuit_components(breakers)]
+def pressure_component(pressure: PressureMonitor) -> Component:
+    """Warning while under resource pressure (low-priority queues shed, admission refusing)."""
+    state = pressure.state
+    sample = state.sample
+    return Component(
+        "pressure",
+        Level.WARNING if state.active else Level.HEALTHY,
+        value=list(state.hot),
+        threshold={
+            name: {"high": pressure.thresholds(name)[0], "low": pressure.thresholds(name)[1]}
+            for name in RESOURCES
+        },
+        message=(
+            "resource pressure: low-priority queues are shed and new work is refused"
+            if state.active
+            else None
+        ),
+        details={
+            "enabled": pressure.settings.enabled,
+            "since": state.since if state.active else None,
+            **({name: round(sample.get(name), 4) for name in RESOURCES} if sample else {}),
+        },
+    )
+
+
+def resilience_components(
+    spool: Spool, breakers: Breakers, pressure: PressureMonitor | None = None
+) -> list[Component]:
+    """The spool's component, one per breaker this process has used, and resource pressure."""
+    components = [spool_component(spool), *circuit_components(breakers)]
+    if pressure is not None:
+        components.append(pressure_component(pressure))
+    return components
 
 
 def circuits_level(breakers: Breakers) -> Level:
@@ -76,7 +108,9 @@ def circuits_level(breakers: Breakers) -> Level:
     return worst([c.level for c in circuit_components(breakers)])
 
 
-def basic_components(spool: Spool, breakers: Breakers) -> list[ComponentHealth]:
+def basic_components(
+    spool: Spool, breakers: Breakers, pressure: PressureMonitor | None = None
+) -> list[ComponentHealth]:
     """The same components for ``/health``: failing only when critical."""
     return [
         ComponentHealth(
@@ -86,5 +120,5 @@ def basic_components(spool: Spool, breakers: Breakers) -> list[ComponentHealth]:
             c.message if c.level is Level.CRITICAL else None,
             {k: v for k, v in c.as_dict().items() if k not in ("latency_ms", "message")},
         )
-        for c in resilience_components(spool, breakers)
+        for c in resilience_components(spool, breakers, pressure)
     ]
