@@ -13,11 +13,12 @@ never lets it corrupt the records around it.
 
 Replay (:meth:`Spool.replay`) applies the entries in order, oldest segment first, through one
 handler per kind. After each applied entry its end offset is written to the segment's cursor
-(``<segment>.pos``, fsync'ed), so a replay interrupted by a crash continues after the last entry
-it finished. The one entry that may be applied again (applied, then killed before its cursor
-write) is made harmless by its handler, which applies each idempotency key once: a run-stream
-entry keeps its stream id and is skipped when that id is already in the stream; a counter
-increment is guarded by a per-key marker set in the same Redis script as the increment.
+(``<segment>.pos``; fsync'ed at the end of each pass), so a replay interrupted by a crash
+continues after the last entry it finished. An entry offered again (applied, then the process
+killed before its cursor write; a few more after a host crash) is made harmless by its handler,
+which applies each idempotency key once: a run-stream entry carries its spool key into the
+stream and is skipped when it is already there; a counter batch is guarded by a marker set in
+the same Redis script as the counts.
 
 A segment belongs to the process that writes it, which holds an exclusive ``flock`` on it; the
 segments of processes that died (the lock is free) are replayed by whichever process replays
@@ -205,13 +206,22 @@ def _read_cursor(path: Path) -> int:
     return CURSOR.unpack(data)[0] if len(data) == CURSOR.size else 0
 
 
-def _write_cursor(path: Path, offset: int) -> None:
-    fd = os.open(path, os.O_CREAT | os.O_WRONLY, FILE_MODE)
-    try:
-        os.pwrite(fd, CURSOR.pack(offset), 0)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+class _Cursor:
+    """A segment's replay position: rewritten in place after every applied entry (it survives
+    the process being killed), fsync'ed when the replay pass ends (a host crash can only move it
+    back, and the handlers apply a key once)."""
+
+    def __init__(self, path: Path) -> None:
+        self.fd = os.open(path, os.O_CREAT | os.O_WRONLY, FILE_MODE)
+
+    def write(self, offset: int) -> None:
+        os.pwrite(self.fd, CURSOR.pack(offset), 0)
+
+    def close(self) -> None:
+        try:
+            os.fsync(self.fd)
+        finally:
+            os.close(self.fd)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -295,7 +305,7 @@ class Spool:
                 written = os.write(segment.fd, record)
                 if written != len(record):
                     raise OSError(f"short write ({written} of {len(record)} bytes)")
-                os.fsync(segment.fd)
+                os.fdatasync(segment.fd)
             except OSError:
                 # Leave no torn record behind a failure we survived (the disk is full...).
                 os.ftruncate(segment.fd, segment.size)
@@ -393,13 +403,17 @@ class Spool:
         found = scan(data)
         self._torn += found.torn
         applied = 0
-        for record in found.records:
-            if not self._apply(record.entry):
-                break
-            segment.replayed += record.end - record.start
-            _write_cursor(segment.cursor, segment.replayed)
-            segment.pending.popleft()
-            applied += 1
+        cursor = _Cursor(segment.cursor)
+        try:
+            for record in found.records:
+                if not self._apply(record.entry):
+                    break
+                segment.replayed += record.end - record.start
+                cursor.write(segment.replayed)
+                segment.pending.popleft()
+                applied += 1
+        finally:
+            cursor.close()
         if segment.replayed >= segment.size:
             # All of it is applied: start a new file next time, so the spool never grows.
             self._segment = None
@@ -428,11 +442,15 @@ class Spool:
                     extra={"action": "spool.torn", "segment": path.name, "count": found.torn},
                 )
             applied = 0
-            for record in found.records:
-                if not self._apply(record.entry):
-                    return applied, False
-                _write_cursor(cursor, offset + record.end)
-                applied += 1
+            position = _Cursor(cursor)
+            try:
+                for record in found.records:
+                    if not self._apply(record.entry):
+                        return applied, False
+                    position.write(offset + record.end)
+                    applied += 1
+            finally:
+                position.close()
             _remove(path, cursor)
             return applied, True
         finally:
