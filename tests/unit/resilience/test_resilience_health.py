@@ -49,7 +49,9 @@ def test_each_breaker_is_a_component_with_its_state_since_and_failures() -> None
     assert broker.threshold == {"critical": "open", "fail_max": 2}
     assert found["circuit:http:llm.example"].level is Level.WARNING, "a task's dependency"
 
-    basic = {c.name: c for c in basic_components(Spool(Path("/nonexistent")), breakers)}
+    basic = {
+        c.name: c for c in basic_components(Spool(Path("/nonexistent"), interval=600), breakers)
+    }
     assert basic["circuit:broker"].ok is False
     assert basic["circuit:http:llm.example"].ok is True
     assert basic["spool"].ok is True
@@ -63,7 +65,7 @@ def test_each_breaker_is_a_component_with_its_state_since_and_failures() -> None
 
 def test_the_spool_warns_while_entries_wait_and_is_critical_when_full(tmp_path: Path) -> None:
     item = SpoolEntry(kind="k", key="1", body={"x": "y" * 50})
-    spool = Spool(tmp_path, max_bytes=len(encode_record(item)) * 2 + 4)
+    spool = Spool(tmp_path, interval=600, max_bytes=len(encode_record(item)) * 2 + 4)
     assert spool_component(spool).level is Level.HEALTHY
     spool.append(item)
     waiting = spool_component(spool)

@@ -84,7 +84,7 @@ def test_a_damaged_record_in_the_middle_leaves_the_others_intact() -> None:
 
 
 def test_append_is_owner_only_and_replay_applies_in_order_once(tmp_path: Path) -> None:
-    spool = Spool(tmp_path / "spool")
+    spool = Spool(tmp_path / "spool", interval=600)
     target = Target()
     spool.register("test", target)
     for n in range(5):
@@ -110,7 +110,7 @@ def test_append_is_owner_only_and_replay_applies_in_order_once(tmp_path: Path) -
 
 
 def test_replay_stops_at_an_outage_and_resumes_in_order(tmp_path: Path) -> None:
-    spool = Spool(tmp_path)
+    spool = Spool(tmp_path, interval=600)
     target = Target()
     spool.register("test", target)
     for n in range(3):
@@ -124,7 +124,7 @@ def test_replay_stops_at_an_outage_and_resumes_in_order(tmp_path: Path) -> None:
 
 
 def test_a_handler_that_stops_replay_keeps_its_entry_first(tmp_path: Path) -> None:
-    spool = Spool(tmp_path)
+    spool = Spool(tmp_path, interval=600)
     seen: list[int] = []
 
     def handler(item: SpoolEntry) -> None:
@@ -144,7 +144,7 @@ def test_a_handler_that_stops_replay_keeps_its_entry_first(tmp_path: Path) -> No
 def test_the_spool_is_bounded_and_alerts_once_when_full(tmp_path: Path) -> None:
     alerts = []
     size = len(encode_record(entry(0))) + 2  # the time stamp's digits vary a little
-    spool = Spool(tmp_path, max_bytes=size * 3, on_full=alerts.append)
+    spool = Spool(tmp_path, interval=600, max_bytes=size * 3, on_full=alerts.append)
     target = Target()
     spool.register("test", target)
     for n in range(3):
@@ -183,7 +183,7 @@ def test_a_dead_process_segment_with_a_torn_tail_is_replayed_then_removed(tmp_pa
     records = b"".join(encode_record(entry(n)) for n in range(4))
     torn = encode_record(entry(4))[:-5]
     _write_orphan(tmp_path, "00000000000000000001-999999-1.spool", records + torn)
-    spool = Spool(tmp_path)
+    spool = Spool(tmp_path, interval=600)
     target = Target()
     spool.register("test", target)
     assert spool.stats(rescan=True).entries == 4
@@ -199,7 +199,7 @@ CRASH_MID_REPLAY = textwrap.dedent(
     from pathlib import Path
     from relay.resilience.spool import Spool
 
-    spool = Spool(Path(sys.argv[1]))
+    spool = Spool(Path(sys.argv[1]), interval=600)
     effects = Path(sys.argv[2])
 
     def handler(item):
@@ -240,7 +240,7 @@ def test_a_crash_mid_replay_applies_no_entry_twice(tmp_path: Path) -> None:
             with open(effects, "a") as out:
                 out.write(item.key + "\n")
 
-    spool = Spool(directory)
+    spool = Spool(directory, interval=600)
     spool.register("test", handler)
     assert spool.replay() == 3
     assert offered == ["k2", "k3", "k4"]
@@ -253,7 +253,7 @@ HOLDER = textwrap.dedent(
     from pathlib import Path
     from relay.resilience.spool import Spool, SpoolEntry
 
-    spool = Spool(Path(sys.argv[1]))
+    spool = Spool(Path(sys.argv[1]), interval=600)
     spool.append(SpoolEntry(kind="test", key="other", body={"n": 100}))
     print("spooled", flush=True)
     sys.stdin.readline()
@@ -272,7 +272,7 @@ def test_a_live_process_segment_is_left_to_its_owner_until_it_dies(tmp_path: Pat
         assert holder.stdout is not None
         assert holder.stdin is not None
         assert holder.stdout.readline().strip() == "spooled"
-        spool = Spool(tmp_path)
+        spool = Spool(tmp_path, interval=600)
         target = Target()
         spool.register("test", target)
         spool.append(entry(1))
@@ -302,7 +302,7 @@ def test_replay_waits_for_the_breaker_and_a_probe(tmp_path: Path) -> None:
             raise redis.ConnectionError("Connection refused")
         return True
 
-    spool = Spool(tmp_path, ready=breaker_probe(breakers, "redis", ping))
+    spool = Spool(tmp_path, interval=600, ready=breaker_probe(breakers, "redis", ping))
     target = Target()
     spool.register("test", target)
     spool.append(entry(0))
@@ -316,7 +316,7 @@ def test_replay_waits_for_the_breaker_and_a_probe(tmp_path: Path) -> None:
 
 
 def test_a_forked_child_writes_a_segment_of_its_own(tmp_path: Path) -> None:
-    spool = Spool(tmp_path)
+    spool = Spool(tmp_path, interval=600)
     spool.append(entry(0))
     pid = os.fork()
     if pid == 0:
