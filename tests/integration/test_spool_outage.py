@@ -4,8 +4,10 @@ recovery receives every event once. Event counts survive the outage the same way
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -13,14 +15,17 @@ import redis
 from relay.composition import create_runtime
 from relay.config import Settings
 from relay.events.counters import RedisEventCounters
+from relay.models import CreatorRole, WorkflowRun
 from relay.monitoring.levels import Level
 from relay.monitoring.resilience_health import resilience_components
 from relay.resilience.breaker import Breakers
 from relay.resilience.spool import Spool, SpoolEntry, breaker_probe
+from relay.services.run_streams import end_user_id
 from relay.streaming import START, QueueConfig, RedisRunControl, RedisStreamChannel, RunStreams, sse
 from relay.streaming.channels import parse_id, stream_key
 from relay.streaming.queue_events import TextChunkEvent, WorkflowSucceededEvent
 from relay.streaming.spooled import KIND, SpoolingRunChannel, stream_replayer
+from tests.integration.test_api_support import Api, admin_api
 from tests.outages import OwnRedis
 from tests.waiting import wait_until
 
@@ -176,3 +181,77 @@ def test_the_runtime_spools_run_events_and_reports_the_spool(settings: Settings)
         assert "relay_spool_full 0.0" in body
     finally:
         runtime.close()
+
+
+def sse_over_http(api: Api, path: str, headers: dict[str, str], count: int | None) -> list[Any]:
+    """Events of the SSE endpoint (only those with an id), up to ``count`` or the stream's end."""
+    response = api.client.get(path, headers=headers, buffered=False)
+    assert response.status_code == 200, response.status_code
+    parser = sse.SSEParser()
+    messages: list[Any] = []
+    try:
+        for chunk in response.response:
+            text = chunk.decode() if isinstance(chunk, bytes) else chunk
+            messages.extend(m for m in parser.feed(text) if m.has_id)
+            if count is not None and len(messages) >= count:
+                break
+    finally:
+        response.close()
+    return messages
+
+
+def test_an_sse_client_resumes_over_http_after_the_outage(
+    settings: Settings, tmp_path: Path
+) -> None:
+    server = OwnRedis(tmp_path / "redis", aof=True).start()
+    own = settings.model_copy(
+        update={
+            "redis": settings.redis.model_copy(update={"url": server.url}),
+            "spool": settings.spool.model_copy(update={"replay_interval": 0.2}),
+        }
+    )
+    try:
+        with admin_api(own) as api:
+            tenant = api.create_tenant()
+            run_id = str(uuid.uuid4())
+            owner = end_user_id(tenant.id, "ann")
+            api.add(
+                WorkflowRun(
+                    id=run_id,
+                    tenant_id=tenant.id,
+                    app_id="app",
+                    triggered_from="app-run",
+                    version="published",
+                    graph={},
+                    inputs={},
+                    status="running",
+                    created_by_role=CreatorRole.END_USER,
+                    created_by=owner,
+                )
+            )
+            publisher = api.runtime.streams.manager(run_id, owner)
+            path = f"/v1/workflows/runs/{run_id}/events?user=ann"
+            before = [publisher.publish(TextChunkEvent(text=f"before {i}")) for i in range(3)]
+            seen = sse_over_http(api, path, tenant.headers, count=3)
+            assert [m.id for m in seen] == before
+
+            server.kill()
+            during = [publisher.publish(TextChunkEvent(text=f"during {i}")) for i in range(4)]
+            server.start()
+            after = [publisher.publish(TextChunkEvent(text="after"))]
+            after.append(publisher.publish(WorkflowSucceededEvent(), final=True))
+            spool = api.runtime.spool
+            assert spool is not None
+            wait_until(lambda: spool.stats().entries == 0, timeout=30, what="spool replayed")
+
+            resumed = sse_over_http(
+                api, path, {**tenant.headers, "Last-Event-ID": seen[-1].id}, count=None
+            )
+            assert [m.id for m in resumed] == during + after
+            assert [m.event for m in resumed][-1] == "workflow_succeeded"
+            assert [m.json().get("text") for m in resumed[:-1]] == [
+                *(f"during {i}" for i in range(4)),
+                "after",
+            ]
+    finally:
+        server.stop()
