@@ -43,6 +43,9 @@ class EventCounters(Protocol):
 
 SPOOL_KIND = "event_counts"
 APPLIED_PREFIX = "relay:events:applied:"
+APPLIED_TTL = 3600
+"""Seconds a batch's marker lives: a batch whose reply was lost (applied, then spooled) and
+replayed within this time is not counted twice. Short, since every flush writes one."""
 
 # KEYS[1] the batch's applied marker, KEYS[2..] one hash per (minute, signal).
 # ARGV[1] marker ttl, ARGV[2] counter ttl, then success, failure, total_ms per hash.
@@ -117,7 +120,7 @@ class RedisEventCounters:
 
     def _apply(self, batch: str, rows: list[list[Any]]) -> None:
         keys = [APPLIED_PREFIX + batch] + [f"{COUNTER_PREFIX}{r[0]}:{r[1]}" for r in rows]
-        args: list[int | float] = [COUNTER_TTL, COUNTER_TTL]
+        args: list[int | float] = [APPLIED_TTL, COUNTER_TTL]
         for row in rows:
             args.extend([int(row[2]), int(row[3]), float(row[4])])
         self._add_once(keys=keys, args=args)
