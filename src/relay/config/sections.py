@@ -510,15 +510,15 @@ class PressureSettings(BaseModel):
 
     enabled: bool = Field(True, description="Watch CPU, memory and var/ disk")
     interval: float = Field(5.0, gt=0, description="Seconds between resource samples")
-    cpu_high: float = Field(0.95, gt=0, le=1, description="CPU share that starts pressure")
-    cpu_low: float = Field(0.80, gt=0, le=1, description="CPU share that ends it")
+    cpu_high: float = Field(0.98, gt=0, le=1, description="CPU share that starts pressure")
+    cpu_low: float = Field(0.85, gt=0, le=1, description="CPU share that ends it")
     memory_high: float = Field(0.92, gt=0, le=1, description="Memory share that starts pressure")
     memory_low: float = Field(0.85, gt=0, le=1, description="Memory share that ends it")
     disk_high: float = Field(0.95, gt=0, le=1, description="var/ disk share that starts pressure")
     disk_low: float = Field(0.90, gt=0, le=1, description="var/ disk share that ends it")
     retry_after: int = Field(15, ge=1, description="Retry-After seconds of a 429 under pressure")
     sustain: int = Field(
-        3, ge=1, description="Samples in a row above a high threshold before pressure starts"
+        6, ge=1, description="Samples in a row above a high threshold before pressure starts"
     )
     shed_queues: list[str] = Field(
         default_factory=lambda: [
