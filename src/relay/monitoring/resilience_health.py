@@ -11,7 +11,7 @@ or Redis's circuit is open (the process cannot do its work).
 from __future__ import annotations
 
 from relay.monitoring.health import ComponentHealth
-from relay.monitoring.levels import Component, Level, judge, worst
+from relay.monitoring.levels import Component, Level, judge
 from relay.resilience.breaker import Breakers
 from relay.resilience.pressure import RESOURCES, PressureMonitor
 from relay.resilience.spool import Spool
@@ -101,11 +101,6 @@ def resilience_components(
     if pressure is not None:
         components.append(pressure_component(pressure))
     return components
-
-
-def circuits_level(breakers: Breakers) -> Level:
-    """The worst level over every breaker (healthy when there are none)."""
-    return worst([c.level for c in circuit_components(breakers)])
 
 
 def basic_components(
