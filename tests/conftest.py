@@ -84,6 +84,8 @@ def settings(tmp_path: Path, redis_url: str, migrated_external_db: str | None) -
         # Tests upload and run far faster than any plan's admission rate allows; admission has
         # its own tests with tight limits.
         "scheduling": {"rate_burst": dict.fromkeys(PLANS, 100_000)},
+        # A busy test machine must not shed queues or refuse work; pressure has its own tests.
+        "pressure": {"enabled": False},
     }
     if migrated_external_db:
         _clean_external_db(migrated_external_db)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import atexit
 import weakref
+from collections.abc import Callable
 
 import redis
 
@@ -30,23 +31,28 @@ from relay.events.bus import EventBus
 from relay.events.counters import RedisEventCounters
 from relay.events.handlers import register_handlers
 from relay.events.outbox import Outbox
-from relay.monitoring.alerts import AlertManager
+from relay.monitoring.alerts import Alert, AlertManager, Severity
 from relay.monitoring.collectors import QueueCollector, StoreCollector
 from relay.monitoring.errors_reporting import init_error_reporting
 from relay.monitoring.health import HealthChecker
 from relay.monitoring.levels import ReadinessChecker
 from relay.monitoring.presence import WorkerPresence
 from relay.monitoring.queues import QueueMonitor
+from relay.monitoring.resilience_health import basic_components, resilience_components
 from relay.monitoring.task_metrics import TaskStats, TaskStatsCollector
 from relay.monitoring.tracing import configure_tracing
 from relay.resilience.breaker import BreakerCollector, Breakers
+from relay.resilience.pressure import PressureMonitor, PressureState, PsutilSampler, Sampler
+from relay.resilience.spool import Spool, SpoolCollector, SpoolStats, breaker_probe
 from relay.runtime import Runtime
 from relay.scheduling.admission import RedisAdmission
 from relay.scheduling.dispatcher import FairDispatcher
 from relay.scheduling.metrics import TenantLabels, register_metrics
+from relay.scheduling.pressure import PressureAdmission
 from relay.scheduling.routing import FairRoute
 from relay.scheduling.tenant_queue import RedisTenantQueue
 from relay.streaming import QueueConfig, RedisRunControl, RedisStreamChannel, RunStreams
+from relay.streaming.spooled import SpoolingRunChannel, stream_replayer
 from relay.worker.alerting import AlertDeadTasks
 from relay.worker.celery_app import RelayCelery
 from relay.worker.deliveries import DeliveryGuard, RedisDeliveryCounts
@@ -71,9 +77,10 @@ def resolve_redis_url(settings: Settings) -> tuple[str, EmbeddedRedis | None]:
     return embedded.url, embedded
 
 
-def create_runtime(settings: Settings) -> Runtime:
+def create_runtime(settings: Settings, *, sampler: Sampler | None = None) -> Runtime:
     """Build the runtime (everything but Flask) for workers, beat, CLI and the API.
 
+    ``sampler`` measures resources for the pressure monitor (psutil unless a test gives one).
     Raises ``ConfigError`` for settings that contradict each other (e.g. a visibility timeout
     below the longest task time limit) and ``InfrastructureError`` when the embedded Redis
     cannot start.
@@ -95,12 +102,19 @@ def create_runtime(settings: Settings) -> Runtime:
     presence = WorkerPresence(client, settings.monitoring.worker_ttl)
     chain = TaskChain(passthrough=passthrough_errors())
     breakers = Breakers()
+    pressure = PressureMonitor(
+        sampler or PsutilSampler(settings.var_dir),
+        settings.pressure,
+        background=background,
+        listeners=[_pressure_alert(settings, client)],
+    )
     celery = RelayCelery(
         celery_config(settings, redis_url),
         chain=chain,
         presence=presence,
         background=background,
         breakers=breakers,
+        pressure=pressure,
     )
     dispatcher = FairDispatcher(
         RedisTenantQueue(client, settings.scheduling),
@@ -110,7 +124,10 @@ def create_runtime(settings: Settings) -> Runtime:
         background=background,
     )
     outbox = Outbox(db, celery, route=FairRoute(dispatcher, client, db), background=background)
-    bus = EventBus(client, settings, outbox, metrics.registry, counters=RedisEventCounters(client))
+    spool = _spool(settings, client, breakers, background)
+    bus = EventBus(
+        client, settings, outbox, metrics.registry, counters=RedisEventCounters(client, spool)
+    )
     register_handlers(bus)
     lifecycle = TaskLifecycle(
         db, outbox, heartbeat_interval=settings.celery.heartbeat_interval, background=background
@@ -131,11 +148,17 @@ def create_runtime(settings: Settings) -> Runtime:
         bus=bus,
         lifecycle=lifecycle,
         task_stats=task_stats,
-        admission=RedisAdmission(client, settings.scheduling),
-        streams=_run_streams(settings, client, redis_url),
+        admission=PressureAdmission(RedisAdmission(client, settings.scheduling), pressure),
+        streams=_spooled(_run_streams(settings, client, redis_url), spool, breakers),
         presence=presence,
         queues=QueueMonitor(celery, client),
-        health=HealthChecker(client, db, presence, settings.workflow.code_sandbox),
+        health=HealthChecker(
+            client,
+            db,
+            presence,
+            settings.workflow.code_sandbox,
+            extra=lambda: basic_components(spool, breakers, pressure),
+        ),
         errors=errors,
         readiness=ReadinessChecker(
             client,
@@ -144,15 +167,20 @@ def create_runtime(settings: Settings) -> Runtime:
             bus,
             var_dir=settings.var_dir,
             code_sandbox=settings.workflow.code_sandbox,
+            extra=lambda: resilience_components(spool, breakers, pressure),
         ),
         embedded_redis=embedded,
         breakers=breakers,
+        spool=spool,
+        pressure=pressure,
     )
     _task_chain(runtime)
     _metrics(runtime)
     # Register the catalogue's tasks now, not only when a worker starts, so that producers and
     # ``apply()`` find every task by name.
     celery.loader.import_default_modules()
+    # Segments a process left behind when it died are replayed by the next one that starts.
+    spool.start()
     # Buffered writes (records, sent marks, counters) are flushed when the process exits; a
     # weak reference, so that exiting never keeps a runtime alive that nobody uses any more.
     atexit.register(_close_at_exit, weakref.ref(runtime))
@@ -186,6 +214,8 @@ def _metrics(runtime: Runtime) -> None:
     registry = runtime.metrics.registry
     registry.register(TaskStatsCollector(runtime.redis))
     registry.register(BreakerCollector(runtime.breakers))
+    if runtime.spool is not None:
+        registry.register(SpoolCollector(runtime.spool))
     register_metrics(
         registry,
         runtime.dispatcher.queue,
@@ -225,6 +255,76 @@ def _run_streams(settings: Settings, client: redis.Redis, redis_url: str) -> Run
         ),
         control=RedisRunControl(streams_client),
         config=QueueConfig.from_settings(settings.streaming, read_block=block),
+    )
+
+
+def _spool(
+    settings: Settings, client: redis.Redis, breakers: Breakers, background: Background
+) -> Spool:
+    """The local spool under ``var/spool``; replay waits for Redis's circuit and a ping."""
+
+    def full(stats: SpoolStats) -> None:
+        AlertManager.from_settings(settings, client).raise_alert(
+            Alert(
+                key="spool.full",
+                severity=Severity.CRITICAL,
+                message=(
+                    "the local spool is full: run events and counts that Redis cannot take "
+                    "are refused until Redis is back and replay frees room"
+                ),
+                details=stats.as_dict(),
+            )
+        )
+
+    return Spool(
+        settings.var_dir / "spool",
+        max_bytes=settings.spool.max_bytes,
+        on_full=full,
+        ready=breaker_probe(breakers, "redis", client.ping),
+        background=background,
+        interval=settings.spool.replay_interval,
+    )
+
+
+def _pressure_alert(settings: Settings, client: redis.Redis) -> Callable[[PressureState], None]:
+    """An alert when resource pressure starts (its end is logged by the monitor)."""
+
+    def alert(state: PressureState) -> None:
+        if not state.active or state.sample is None:
+            return
+        AlertManager.from_settings(settings, client).raise_alert(
+            Alert(
+                key="resource.pressure",
+                severity=Severity.ERROR,
+                message=(
+                    "resource pressure (" + ", ".join(state.hot) + "): workers stop consuming "
+                    "low-priority queues and new work is refused with 429 until it ends"
+                ),
+                details={
+                    "hot": list(state.hot),
+                    "cpu": round(state.sample.cpu, 3),
+                    "memory": round(state.sample.memory, 3),
+                    "disk": round(state.sample.disk, 3),
+                },
+            )
+        )
+
+    return alert
+
+
+def _spooled(streams: RunStreams, spool: Spool, breakers: Breakers) -> RunStreams:
+    """Run streams whose appends go to the spool while Redis cannot take them."""
+    channel = streams.channel
+    if not isinstance(channel, RedisStreamChannel):
+        return streams
+    spool.register(
+        "run_event",
+        stream_replayer(channel.client, retention=channel.retention, active_ttl=channel.active_ttl),
+    )
+    return RunStreams(
+        channel=SpoolingRunChannel(channel, spool, breakers),
+        control=streams.control,
+        config=streams.config,
     )
 
 

@@ -97,6 +97,12 @@ class QuotaExceeded(RelayError):
     code = "quota_exceeded"
 
 
+class Overloaded(QuotaExceeded):
+    """The service is under resource pressure and refuses new work for a while."""
+
+    code = "overloaded"
+
+
 # --- subsystems --------------------------------------------------------------------------------
 
 

@@ -32,6 +32,8 @@ from relay.monitoring.presence import WorkerPresence
 from relay.monitoring.queues import QueueMonitor
 from relay.monitoring.task_metrics import TaskStats
 from relay.resilience.breaker import Breakers
+from relay.resilience.pressure import PressureMonitor
+from relay.resilience.spool import Spool
 from relay.scheduling.admission import Admission
 from relay.scheduling.dispatcher import FairDispatcher
 from relay.streaming.streams import RunStreams
@@ -70,6 +72,10 @@ class Runtime:
     embedded_redis: EmbeddedRedis | None = None
     # Circuit breakers of this process (the broker's is the Celery app's).
     breakers: Breakers = field(default_factory=Breakers)
+    # The local spool (run events and counts kept on disk while Redis is away).
+    spool: Spool | None = None
+    # CPU, memory and var/ disk pressure (sheds low-priority queues, tightens admission).
+    pressure: PressureMonitor | None = None
     _closed: bool = field(default=False, repr=False)
 
     @property

@@ -33,6 +33,7 @@ from typing import Any
 
 from relay.events.counters import InMemoryEventCounters
 from relay.models import TaskStatus, utcnow
+from relay.resilience.pressure import Sample
 from relay.retry import RetryDecision, Verdict
 from relay.scheduling.admission import InMemoryAdmission
 from relay.scheduling.tenant_queue_memory import InMemoryTenantQueue
@@ -55,6 +56,7 @@ __all__ = [
     "InMemoryTenantQueue",
     "Message",
     "memory_app",
+    "ScriptedSampler",
 ]
 
 
@@ -256,3 +258,18 @@ class _MemoryCelery(RelayCelery):
         **options: Any,
     ) -> Any:
         return self.AsyncResult(self.broker.send_task(name, args, kwargs, **options))
+
+
+class ScriptedSampler:
+    """A resource sampler for tests: returns what it was last ``set`` to (all idle at first)."""
+
+    def __init__(self, cpu: float = 0.1, memory: float = 0.1, disk: float = 0.1) -> None:
+        self.sample = Sample(cpu, memory, disk)
+        self.calls = 0
+
+    def set(self, cpu: float = 0.1, memory: float = 0.1, disk: float = 0.1) -> None:
+        self.sample = Sample(cpu, memory, disk)
+
+    def __call__(self) -> Sample:
+        self.calls += 1
+        return self.sample

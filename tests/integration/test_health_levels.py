@@ -51,7 +51,8 @@ def test_live_answers_and_ready_is_critical_without_consumers(client: Any) -> No
     assert body["ready"] is False
     components = body["components"]
     assert set(components) == {
-        "redis", "database", "workers", "resources", "events", "outbox", "sandbox"
+        "redis", "database", "workers", "resources", "events", "outbox", "sandbox", "spool",
+        "pressure",
     }  # fmt: skip
     workers = components["workers"]
     assert workers["level"] == "critical"

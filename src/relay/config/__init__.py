@@ -24,9 +24,11 @@ from relay.config.sections import (
     MonitoringSettings,
     OpsTraceSettings,
     Plan,
+    PressureSettings,
     RedisSettings,
     RetentionSettings,
     SentrySettings,
+    SpoolSettings,
     StreamingSettings,
     TenancySettings,
     TracingSettings,
@@ -58,6 +60,8 @@ __all__ = [
     "LogSettings",
     "TracingSettings",
     "SentrySettings",
+    "SpoolSettings",
+    "PressureSettings",
 ]
 
 
@@ -88,6 +92,8 @@ class Settings(BaseSettings):
     scheduling: SchedulingSettings = Field(default_factory=SchedulingSettings)
     tracing: TracingSettings = Field(default_factory=TracingSettings)
     sentry: SentrySettings = Field(default_factory=SentrySettings)
+    spool: SpoolSettings = Field(default_factory=SpoolSettings)
+    pressure: PressureSettings = Field(default_factory=PressureSettings)
 
     @model_validator(mode="after")
     def _absolute_var_dir(self) -> Settings:

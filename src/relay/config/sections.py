@@ -542,3 +542,45 @@ class SentrySettings(BaseModel):
     traces_sample_rate: float = Field(
         0.0, ge=0, le=1, description="Share of requests and tasks sent as Sentry transactions"
     )
+
+
+class SpoolSettings(BaseModel):
+    """The local spool under ``var/spool`` for what must outlive a Redis outage."""
+
+    max_bytes: int = Field(
+        64 * 1024 * 1024, ge=4096, description="Bytes of unreplayed entries the spool holds"
+    )
+    replay_interval: float = Field(
+        2.0, gt=0, description="Seconds between replay attempts while entries wait"
+    )
+
+
+class PressureSettings(BaseModel):
+    """Resource pressure: above these shares the worker sheds low-priority queues and admission
+    refuses new work with 429; below ``*_low`` both return to normal."""
+
+    enabled: bool = Field(True, description="Watch CPU, memory and var/ disk")
+    interval: float = Field(5.0, gt=0, description="Seconds between resource samples")
+    cpu_high: float = Field(0.98, gt=0, le=1, description="CPU share that starts pressure")
+    cpu_low: float = Field(0.85, gt=0, le=1, description="CPU share that ends it")
+    memory_high: float = Field(0.92, gt=0, le=1, description="Memory share that starts pressure")
+    memory_low: float = Field(0.85, gt=0, le=1, description="Memory share that ends it")
+    disk_high: float = Field(0.95, gt=0, le=1, description="var/ disk share that starts pressure")
+    disk_low: float = Field(0.90, gt=0, le=1, description="var/ disk share that ends it")
+    retry_after: int = Field(15, ge=1, description="Retry-After seconds of a 429 under pressure")
+    sustain: int = Field(
+        6, ge=1, description="Samples in a row above a high threshold before pressure starts"
+    )
+    shed_queues: list[str] = Field(
+        default_factory=lambda: [
+            "dataset", "pipeline", "workflow_sandbox", "ops_trace", "app_deletion", "conversation"
+        ],
+        description="Low-priority queues a worker stops consuming under pressure (JSON list)",
+    )  # fmt: skip
+
+    @model_validator(mode="after")
+    def _low_below_high(self) -> PressureSettings:
+        for name in ("cpu", "memory", "disk"):
+            if getattr(self, f"{name}_low") > getattr(self, f"{name}_high"):
+                raise ValueError(f"{name}_low must not be above {name}_high")
+        return self

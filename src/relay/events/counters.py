@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from typing import Protocol
+from typing import Any, Protocol
 
 import redis
+
+from relay.resilience.outages import is_outage
+from relay.resilience.spool import Spool, SpoolEntry, SpoolFull
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +41,49 @@ class EventCounters(Protocol):
         ...
 
 
-class RedisEventCounters:
-    """``EventCounters`` in Redis hashes, one per minute and signal."""
+SPOOL_KIND = "event_counts"
+APPLIED_PREFIX = "relay:events:applied:"
+APPLIED_TTL = 3600
+"""Seconds a batch's marker lives: a batch whose reply was lost (applied, then spooled) and
+replayed within this time is not counted twice. Short, since every flush writes one."""
 
-    def __init__(self, client: redis.Redis) -> None:
+# KEYS[1] the batch's applied marker, KEYS[2..] one hash per (minute, signal).
+# ARGV[1] marker ttl, ARGV[2] counter ttl, then success, failure, total_ms per hash.
+_ADD_ONCE = """
+if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 0 end
+for i = 2, #KEYS do
+  local base = 3 + (i - 2) * 3
+  if tonumber(ARGV[base]) ~= 0 then redis.call('HINCRBY', KEYS[i], 'success', ARGV[base]) end
+  if tonumber(ARGV[base + 1]) ~= 0 then
+    redis.call('HINCRBY', KEYS[i], 'failure', ARGV[base + 1])
+  end
+  redis.call('HINCRBYFLOAT', KEYS[i], 'total_ms', ARGV[base + 2])
+  redis.call('EXPIRE', KEYS[i], ARGV[2])
+end
+return 1
+"""
+
+
+class RedisEventCounters:
+    """``EventCounters`` in Redis hashes, one per minute and signal.
+
+    With a ``spool``, each flush is one batch with an idempotency key, added by a script that
+    sets the batch's marker and the counts together; a batch Redis cannot take is spooled and
+    added by replay through the same script, so no count is lost to an outage and none is added
+    twice. Without one, counts are best effort (an outage drops the flush).
+    """
+
+    def __init__(self, client: redis.Redis, spool: Spool | None = None) -> None:
         self.redis = client
+        self.spool = spool
+        self._add_once = client.register_script(_ADD_ONCE)
+        if spool is not None:
+            spool.register(SPOOL_KIND, self._replay)
 
     def add(self, counts: Counts) -> None:
+        if self.spool is not None:
+            self._add_or_spool(self.spool, counts)
+            return
         pipe = self.redis.pipeline(transaction=False)
         for (minute, name), (success, failure, total_ms) in counts.items():
             key = f"{COUNTER_PREFIX}{minute}:{name}"
@@ -58,6 +98,35 @@ class RedisEventCounters:
         except Exception:
             # Counters are best effort: never fail a request because Redis blinked.
             log.warning("event counters not flushed", extra={"action": "event.flush_failed"})
+
+    def _add_or_spool(self, spool: Spool, counts: Counts) -> None:
+        rows = [
+            [minute, name, int(success), int(failure), float(total_ms)]
+            for (minute, name), (success, failure, total_ms) in counts.items()
+        ]
+        if not rows:
+            return
+        batch = uuid.uuid4().hex
+        try:
+            self._apply(batch, rows)
+        except Exception as exc:
+            if not is_outage(exc):
+                log.warning("event counters not flushed", extra={"action": "event.flush_failed"})
+                return
+            try:
+                spool.append(SpoolEntry(kind=SPOOL_KIND, key=batch, body={"rows": rows}))
+            except (SpoolFull, OSError):
+                log.warning("event counters dropped", extra={"action": "event.flush_failed"})
+
+    def _apply(self, batch: str, rows: list[list[Any]]) -> None:
+        keys = [APPLIED_PREFIX + batch] + [f"{COUNTER_PREFIX}{r[0]}:{r[1]}" for r in rows]
+        args: list[int | float] = [APPLIED_TTL, COUNTER_TTL]
+        for row in rows:
+            args.extend([int(row[2]), int(row[3]), float(row[4])])
+        self._add_once(keys=keys, args=args)
+
+    def _replay(self, entry: SpoolEntry) -> None:
+        self._apply(entry.key, list(entry.body["rows"]))
 
     def read(self, minutes: Iterable[int], signals: Iterable[str]) -> dict[str, list[float]]:
         pipe = self.redis.pipeline(transaction=False)

@@ -73,22 +73,26 @@ class HealthChecker:
         db: Database,
         presence: WorkerPresence,
         code_sandbox: str = "bubblewrap",
+        extra: Callable[[], list[ComponentHealth]] | None = None,
     ) -> None:
-        """``code_sandbox``: the code-node sandbox mode to self-check (``RELAY_WORKFLOW_...``)."""
+        """``code_sandbox``: the code-node sandbox mode to self-check (``RELAY_WORKFLOW_...``);
+        ``extra``: more components judged elsewhere (the spool, circuit breakers)."""
         self.code_sandbox = code_sandbox
+        self.extra = extra
         self.redis = client
         self.db = db
         self.presence = presence
 
     def check(self) -> HealthReport:
-        return HealthReport(
-            [
-                _probe("redis", self._redis),
-                _probe("database", self._database),
-                _probe("workers", self._workers),
-                _probe("sandbox", self._sandbox),
-            ]
-        )
+        components = [
+            _probe("redis", self._redis),
+            _probe("database", self._database),
+            _probe("workers", self._workers),
+            _probe("sandbox", self._sandbox),
+        ]
+        if self.extra is not None:
+            components.extend(self.extra())
+        return HealthReport(components)
 
     def _sandbox(self) -> dict[str, Any]:
         # Whether this host can run code nodes isolated (self-check once, then cached).

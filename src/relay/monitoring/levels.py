@@ -141,7 +141,10 @@ class ReadinessChecker:
         code_sandbox: str = "bubblewrap",
         thresholds: Thresholds | None = None,
         extra_probes: Mapping[str, Probe] | None = None,
+        extra: Callable[[], list[Component]] | None = None,
     ) -> None:
+        """``extra_probes``: more named probes; ``extra``: more components judged elsewhere
+        (the spool, circuit breakers)."""
         self.extra_probes = dict(extra_probes or {})
         self.redis = client
         self.db = db
@@ -150,6 +153,7 @@ class ReadinessChecker:
         self.var_dir = var_dir
         self.code_sandbox = code_sandbox
         self.thresholds = thresholds or Thresholds()
+        self.extra = extra
         self.started = time.time()
 
     def live(self) -> dict[str, Any]:
@@ -171,7 +175,19 @@ class ReadinessChecker:
             "sandbox": self._sandbox,
             **self.extra_probes,
         }
-        return Readiness([_timed(name, probe) for name, probe in probes.items()])
+        components = [_timed(name, probe) for name, probe in probes.items()]
+        if self.extra is not None:
+            started = time.perf_counter()
+            try:
+                more = self.extra()
+            except Exception as exc:
+                more = [
+                    Component("resilience", Level.CRITICAL, message=f"{type(exc).__name__}: {exc}")
+                ]
+            for component in more:
+                component.latency_ms = (time.perf_counter() - started) * 1000
+            components.extend(more)
+        return Readiness(components)
 
     # --- probes ---------------------------------------------------------------------------------
 

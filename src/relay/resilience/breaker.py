@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -58,6 +59,7 @@ class _Listener(pybreaker.CircuitBreakerListener):
         old = getattr(old_state, "name", str(old_state))
         new = getattr(new_state, "name", str(new_state))
         name = cb.name or "unnamed"
+        self.owner._since[name] = time.time()
         if new == "open":
             self.owner._opened(name)
         level = logging.ERROR if new == "open" else logging.WARNING
@@ -76,6 +78,7 @@ class Breakers:
         self.reset_timeout = reset_timeout
         self._breakers: dict[str, pybreaker.CircuitBreaker] = {}
         self._openings: dict[str, int] = {}
+        self._since: dict[str, float] = {}
         self._lock = threading.Lock()
         self._listener = _Listener(self)
 
@@ -123,6 +126,20 @@ class Breakers:
         with self._lock:
             names = list(self._breakers)
         return {name: self.state(name) for name in names}
+
+    def details(self) -> dict[str, dict[str, Any]]:
+        """Per breaker: ``state``, consecutive ``failures``, and ``since`` (epoch seconds of its
+        last change of state; None for a breaker that never changed)."""
+        with self._lock:
+            breakers = dict(self._breakers)
+        out: dict[str, dict[str, Any]] = {}
+        for name, breaker in breakers.items():
+            out[name] = {
+                "state": str(breaker.current_state),
+                "failures": int(breaker.fail_counter),
+                "since": self._since.get(name),
+            }
+        return out
 
     def openings(self) -> dict[str, int]:
         with self._lock:

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import redis
 
 from relay.config import Plan
-from relay.errors import QuotaExceeded
+from relay.errors import Overloaded, QuotaExceeded
 from relay.scheduling.fairshare_redis import LUA_PRELUDE
 from relay.scheduling.settings import SchedulingSettings
 
@@ -33,6 +33,7 @@ class Limit(StrEnum):
     NONE = "none"
     RATE = "rate_limit"
     DAILY_RUNS = "daily_workflow_runs"
+    PRESSURE = "resource_pressure"
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,12 @@ class AdmissionDecision:
 
     def enforce(self) -> None:
         """Raise ``QuotaExceeded`` (HTTP 429) when refused."""
+        if not self.allowed and self.limit == Limit.PRESSURE:
+            raise Overloaded(
+                "the service is under resource pressure and takes no new work now; "
+                "try again after Retry-After seconds",
+                details={"limit": str(self.limit), "retry_after": self.retry_after_header},
+            )
         if not self.allowed:
             raise QuotaExceeded(
                 "rate limit exceeded" if self.limit == Limit.RATE else "daily quota exhausted",

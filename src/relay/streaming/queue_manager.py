@@ -11,6 +11,7 @@ set the stop flag.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from relay.config import StreamingSettings
+from relay.resilience.outages import is_outage
 from relay.streaming.channels import START, RunChannel
 from relay.streaming.errors import RunFinishedError, RunStoppedError, UnsafeEventError
 from relay.streaming.queue_events import (
@@ -30,6 +32,8 @@ from relay.streaming.queue_events import (
     parse_queue_event,
 )
 from relay.streaming.run_control import Claim, RunControl, State
+
+log = logging.getLogger(__name__)
 
 
 class InvokeFrom(StrEnum):
@@ -149,14 +153,34 @@ class AppQueueManager:
         self.control.heartbeat(self.task_id, self.config.ownership_ttl)
 
     def release(self, state: State) -> None:
-        """The attempt ended; a finished run's keys live on for the retention period."""
+        """The attempt ended; a finished run's keys live on for the retention period.
+
+        With Redis away the release is skipped (logged): the run's events wait in the local
+        spool, its keys expire on their own, and a run that stops beating is ended by the
+        reaper only if its stream has no final event yet.
+        """
         ttl = self.config.retention if state == "finished" else self.config.ownership_ttl
-        self.control.release(self.task_id, state, ttl)
+        try:
+            self.control.release(self.task_id, state, ttl)
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            log.warning(
+                "run attempt not released: Redis is unreachable",
+                extra={"action": "stream.release_skipped", "run_id": self.task_id},
+            )
 
     def poll_stop(self) -> bool:
-        """Check the stop flag of this attempt; True (and publishing stops) once it is set."""
+        """Check the stop flag of this attempt; True (and publishing stops) once it is set.
+
+        While Redis is away no stop can be seen: the run goes on (its events are spooled).
+        """
         if not self._stopped and self.attempt:
-            self._stopped = self.control.stop_requested(self.task_id, self.attempt)
+            try:
+                self._stopped = self.control.stop_requested(self.task_id, self.attempt)
+            except Exception as exc:
+                if not is_outage(exc):
+                    raise
         return self._stopped
 
     def is_stopped(self) -> bool:

@@ -19,8 +19,10 @@ from relay.errors import BrokerUnavailable
 from relay.monitoring.presence import WorkerPresence
 from relay.resilience.breaker import Breakers
 from relay.resilience.outages import as_outage
+from relay.resilience.pressure import PressureMonitor
 from relay.worker.hooks import PresenceStep
 from relay.worker.middleware import OutgoingMessage, TaskChain
+from relay.worker.pressure import PressureStep
 
 
 class RelayCelery(Celery):  # type: ignore[misc]
@@ -34,6 +36,7 @@ class RelayCelery(Celery):  # type: ignore[misc]
         presence: WorkerPresence | None = None,
         background: Background | None = None,
         breakers: Breakers | None = None,
+        pressure: PressureMonitor | None = None,
     ) -> None:
         super().__init__("relay", set_as_current=True)
         self.conf.update(dict(config))
@@ -44,6 +47,9 @@ class RelayCelery(Celery):  # type: ignore[misc]
         self.breakers = breakers if breakers is not None else Breakers()
         # Workers announce the queues they consume while they consume them.
         self.steps["consumer"].add(PresenceStep)
+        # Under resource pressure a worker stops consuming its low-priority queues.
+        self.pressure = pressure
+        self.steps["consumer"].add(PressureStep)
         self.set_default()
 
     def send_task(

@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+import redis
 
 from relay.models import Tenant
 from relay.streaming import (
@@ -29,6 +30,7 @@ from relay.streaming.queue_events import (
     WorkflowStartedEvent,
     WorkflowSucceededEvent,
 )
+from relay.streaming.run_control import State
 
 FAST = QueueConfig(ping_interval=0.05, max_execution_time=5.0, stop_grace=0.2, read_block=0.02)
 
@@ -224,3 +226,35 @@ def test_a_listener_ends_at_an_event_boundary_once_its_process_is_stopping(
     worker.publish(chunk("end"), final=True)
     resumed = [i.model() for i in manager(channel, control).listen(after=first)]
     assert [getattr(e, "text", None) for e in resumed] == ["b", "end"]
+
+
+class UnreachableControl(InMemoryRunControl):
+    """Run control whose Redis went away after the run was claimed."""
+
+    down = False
+
+    def stop_requested(self, run_id: str, attempt: int) -> bool:
+        if self.down:
+            raise redis.ConnectionError("Connection refused")
+        return super().stop_requested(run_id, attempt)
+
+    def release(self, run_id: str, state: State, ttl: int) -> None:
+        if self.down:
+            raise redis.ConnectionError("Connection refused")
+        super().release(run_id, state, ttl)
+
+
+def test_a_run_goes_on_and_ends_while_its_control_is_unreachable(
+    channel: InMemoryRunChannel,
+) -> None:
+    control = UnreachableControl()
+    manager = AppQueueManager(
+        "run-x", "u1", InvokeFrom.SERVICE_API, channel=channel, control=control
+    )
+    assert manager.claim().claimed
+    control.down = True
+    assert manager.poll_stop() is False
+    manager.publish(WorkflowSucceededEvent(), final=True)
+    manager.release("finished")  # logged, not raised: the keys expire on their own
+    control.down = False
+    assert control.stop_requested("run-x", manager.attempt) is False
