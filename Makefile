@@ -14,6 +14,11 @@ $(STAMP): pyproject.toml
 	  if [ "$$(id -u)" = 0 ]; then \
 	    apt-get update -qq && apt-get install -y -qq bubblewrap libseccomp2 >/dev/null; \
 	  else echo "warning: install bubblewrap and libseccomp2 (code nodes refuse without them)"; fi
+	@# Debian's chromium runs the browser tests (Playwright drives it; it downloads no browser).
+	@command -v chromium >/dev/null || \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	  else echo "warning: install chromium (the browser tests skip without it)"; fi
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'

@@ -12,6 +12,7 @@ from flask import Blueprint, Flask
 from relay.api.apps import apps
 from relay.api.auth import authenticate_tenant
 from relay.api.chat import chat
+from relay.api.cors import register_cors
 from relay.api.datasets import datasets
 from relay.api.dead_letters import dead_letters
 from relay.api.documents import documents
@@ -43,6 +44,7 @@ def register_api(app: Flask) -> None:
     if app.config.get("MAX_CONTENT_LENGTH") is None:
         app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
     register_error_handlers(app)
+    register_cors(app)
     app.register_blueprint(ops)
     app.register_blueprint(docs)
     app.register_blueprint(tenants, url_prefix="/v1")
