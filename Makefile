@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: up test lint format bench chaos clean readme
+.PHONY: up test lint format bench chaos clean readme screenshots
 
 $(STAMP): pyproject.toml
 	@# bubblewrap isolates code nodes (with libseccomp's filters); without it they refuse to run.
@@ -54,3 +54,7 @@ clean:
 # Regenerate the README's configuration table from the settings models.
 readme: $(STAMP)
 	$(BIN)/python -c "import re, pathlib; from relay.cli import settings_table; p = pathlib.Path('README.md'); t = p.read_text(); p.write_text(re.sub(r'(## Configuration\n\n)\| variable.*?\n(\n## )', lambda m: m.group(1) + settings_table() + '\n' + m.group(2), t, flags=re.S))"
+
+# Screenshots of every dashboard page (docs/screenshots/), taken by the browser tests.
+screenshots: $(STAMP)
+	RELAY_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest -q -p no:cacheprovider tests/browser/test_dashboard_browser.py

@@ -139,8 +139,8 @@ def sign_in(page: Page, site: Site, token: str = ADMIN_TOKEN) -> None:
     page.wait_for_url("**/dashboard/")
 
 
-def shoot(page: Page, name: str) -> None:
+def shoot(page: Page, name: str, *, full_page: bool = True) -> None:
     """Save a screenshot of the page when ``RELAY_SCREENSHOTS`` names a directory."""
     if SCREENSHOTS:
         Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(SCREENSHOTS) / f"{name}.png"), full_page=True)
+        page.screenshot(path=str(Path(SCREENSHOTS) / f"{name}.png"), full_page=full_page)

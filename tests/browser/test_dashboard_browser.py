@@ -44,7 +44,7 @@ def test_sign_in_and_tour_every_page(page: Page, site: Site) -> None:
     expect(page.locator("h1")).to_have_text("Workflow runs")
     page.goto(site.url + "/docs")
     expect(page.locator(".swagger-ui .title").first).to_contain_text("relay API")
-    shoot(page, "api-docs")
+    shoot(page, "api-docs", full_page=False)
 
 
 def test_the_read_only_role_sees_but_cannot_change(page: Page, site: Site) -> None:

@@ -265,12 +265,19 @@ def runs() -> str:
     )
 
 
+STOP_POLLING = 286
+"""htmx stops an ``hx-trigger="every ..."`` poll when the answer has this status."""
+
+
 @dashboard.get("/runs/<tenant_id>/<run_id>")
-def run(tenant_id: str, run_id: str) -> str:
+def run(tenant_id: str, run_id: str) -> tuple[str, int]:
     detail = WorkflowRunService(auth.runtime()).operator_detail(tenant_id, run_id)
     statuses = {n.node_id: n.status for n in detail.node_executions}
     bars, total = timeline(detail.created_at, detail.node_executions)
-    template = "run_live.html" if _fragment() else "run.html"
+    fragment = _fragment()
+    ended = detail.status != "running"
+    status = STOP_POLLING if fragment and ended else 200
+    template = "run_live.html" if fragment else "run.html"
     return render_template(
         template,
         run=detail,
@@ -278,7 +285,7 @@ def run(tenant_id: str, run_id: str) -> str:
         graph=layout(detail.graph, statuses),
         bars=bars,
         total=total,
-    )
+    ), status
 
 
 @dashboard.get("/runs/<tenant_id>/<run_id>/events")
