@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from aiosmtpd.controller import Controller
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from relay.config import MailSettings, Settings
-from tests.conftest import run_worker
+from relay.config import MailSettings, Settings, load_settings
+from tests.conftest import PLANS, _clean_external_db, run_worker
 from tests.integration.streaming.support import (
     WORKFLOW_QUEUES,
     Served,
@@ -104,13 +105,35 @@ class Site:
         return str(app_id)
 
 
-@pytest.fixture
-def site(settings: Settings) -> Iterator[Site]:
+@pytest.fixture(scope="module")
+def module_settings(
+    tmp_path_factory: pytest.TempPathFactory, redis_url: str, migrated_external_db: str | None
+) -> Settings:
+    """Clean Redis and database once per module: a served site is shared by a module's tests
+    (each test makes the tenants it counts on)."""
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    client.close()
+    root = tmp_path_factory.mktemp("browser")
+    overrides: dict[str, Any] = {
+        "var_dir": root / "var",
+        "redis": {"url": redis_url},
+        "scheduling": {"rate_burst": dict.fromkeys(PLANS, 100_000)},
+    }
+    if migrated_external_db:
+        _clean_external_db(migrated_external_db)
+    else:
+        overrides["database"] = {"url": f"sqlite:///{root / 'relay.db'}"}
+    return load_settings(**overrides)
+
+
+@pytest.fixture(scope="module")
+def site(module_settings: Settings) -> Iterator[Site]:
     inbox = FlakyInbox()
     controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
     controller.start()
     inbox.port = controller.port
-    configured = streaming_settings(settings, stop_grace=1.0)
+    configured = streaming_settings(module_settings, stop_grace=1.0)
     configured = configured.model_copy(
         update={
             "api": configured.api.model_copy(update={"readonly_token": READONLY_TOKEN}),
