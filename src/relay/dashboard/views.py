@@ -121,7 +121,7 @@ def tenants() -> str:
     ops = _ops()
     shares = ops.tenant_shares()
     template = "tenants_live.html" if _fragment() else "tenants.html"
-    return render_template(template, shares=shares, tenants=ops.tenants())
+    return render_template(template, shares=shares, tenants=ops.tenants(), refusals=ops.refusals())
 
 
 # --- tasks -----------------------------------------------------------------------------------

@@ -207,6 +207,10 @@ class OperationsService:
             ).all()
         return [(r.id, r.name, str(r.plan), weights.get(Plan(r.plan), 1)) for r in rows]
 
+    def refusals(self) -> dict[str, dict[str, int]]:
+        """Admission refusals per tenant and limit (rate, daily runs)."""
+        return self.runtime.admission.refusals()
+
     def task(self, task_id: str) -> TaskDetail:
         """One task record with its error and traceback; ``NotFound`` when unknown."""
         with self.runtime.db.session() as session:
