@@ -111,9 +111,10 @@ def overview() -> str:
 
 @dashboard.get("/queues")
 def queues() -> str:
-    workers, statuses = _ops().queues()
+    ops = _ops()
+    workers, statuses = ops.queues()
     template = "queues_live.html" if _fragment() else "queues.html"
-    return render_template(template, workers=workers, queues=statuses)
+    return render_template(template, workers=workers, queues=statuses, rates=ops.queue_rates())
 
 
 @dashboard.get("/tenants")

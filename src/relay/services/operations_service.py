@@ -164,6 +164,20 @@ class OperationsService:
             ).all()
         return Throughput(window, {str(status): int(count) for status, count in rows})
 
+    def queue_rates(self, window: timedelta = THROUGHPUT_WINDOW) -> dict[str, Throughput]:
+        """Per queue: tasks that finished within ``window``, by status."""
+        since = utcnow() - window
+        with self.runtime.db.session() as session:
+            rows = session.execute(
+                select(TaskRecord.queue, TaskRecord.status, func.count())
+                .where(TaskRecord.finished_at >= since)
+                .group_by(TaskRecord.queue, TaskRecord.status)
+            ).all()
+        counts: dict[str, dict[str, int]] = {}
+        for queue, status, count in rows:
+            counts.setdefault(str(queue), {})[str(status)] = int(count)
+        return {queue: Throughput(window, by_status) for queue, by_status in counts.items()}
+
     def tenant_shares(self) -> list[TenantShare]:
         """Every active tenant on every fair queue, with its share against its fair share."""
         queue = self.runtime.dispatcher.queue

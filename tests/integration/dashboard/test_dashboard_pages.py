@@ -108,6 +108,9 @@ def test_every_page_renders_and_a_failed_task_is_found_by_tenant(api: Api) -> No
     assert admin.get("/dashboard/tasks?status=BOGUS").status_code == 400
     overview = admin.get("/dashboard/").get_data(as_text=True)
     assert 'id="failure-rate">100.0%' in overview
+    queues = admin.get("/dashboard/queues").get_data(as_text=True)
+    mail_row = queues[queues.index("<td>mail</td>") :].split("</tr>")[0]
+    assert '<td class="num">100%</td>' in mail_row  # both mail tasks failed this hour
 
 
 def test_changes_need_the_admin_role_and_the_csrf_token(api: Api) -> None:
