@@ -7,10 +7,12 @@ import time
 
 from playwright.sync_api import Page, expect
 
+from relay.config import Plan
 from tests.browser.conftest import READONLY_TOKEN, Site, shoot, sign_in
 from tests.integration.streaming.support import workflow_graph
 
 SEND = "relay.mail.send"
+IDLE = "pipeline"  # a fair queue no worker of these tests consumes
 
 
 def _wait(condition: object, timeout: float = 20.0) -> None:
@@ -37,6 +39,14 @@ def test_sign_in_and_tour_every_page(page: Page, site: Site) -> None:
     shoot(page, "queues")
     page.click("nav >> text=Tenants")
     expect(page.locator("#tenant-table")).to_contain_text("acme")
+    # Work arrives while the page is open: the table updates itself (no consumer on the queue,
+    # so the scheduler keeps it running and waiting).
+    team = site.api.create_tenant("umbrella", plan="team")
+    for tenant, plan in ((site.tenant, Plan.SANDBOX), (team, Plan.TEAM)):
+        for _ in range(4):
+            site.served.runtime.dispatcher.submit(tenant.id, plan, "relay.ping", ["x"], queue=IDLE)
+    expect(page.locator("#share-table")).to_contain_text("umbrella")
+    expect(page.locator("#share-table tbody tr")).to_have_count(2)
     shoot(page, "tenants")
     page.click("nav >> text=Dead letters")
     expect(page.locator("h1")).to_have_text("Dead letters")
