@@ -24,6 +24,7 @@ LIFETIME = timedelta(hours=12)
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 OPEN_ENDPOINTS = {"dashboard.sign_in", "dashboard.static"}
+SIGN_OUT = "dashboard.sign_out"  # any role may sign out (with the CSRF token)
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 
@@ -98,7 +99,7 @@ def guard() -> WerkzeugResponse | None:
         return redirect(url_for("dashboard.sign_in", next=request.full_path))
     if request.method in SAFE_METHODS:
         return None
-    if role is not Role.ADMIN:
+    if role is not Role.ADMIN and request.endpoint != SIGN_OUT:
         abort(403, "the read-only role cannot change anything")
     sent = request.headers.get(CSRF_HEADER) or request.form.get(CSRF_FIELD, "")
     expected = csrf_token()

@@ -135,6 +135,11 @@ def test_changes_need_the_admin_role_and_the_csrf_token(api: Api) -> None:
         f"/dashboard/dead-letters/{letter}/replay", headers={"X-CSRF-Token": _csrf(viewer)}
     )
     assert refused.status_code == 403
+    # Signing out needs the CSRF token too, and any role may do it.
+    assert viewer.post("/dashboard/logout").status_code == 403
+    out = viewer.post("/dashboard/logout", data={"csrf_token": _csrf(viewer)})
+    assert out.status_code == 302
+    assert viewer.get("/dashboard/").status_code == 302  # signed out: back to the sign-in page
     admin = _client(api, ADMIN_TOKEN)
     assert admin.post(f"/dashboard/dead-letters/{letter}/replay").status_code == 403
     assert api.runtime.lifecycle.dead_letters.get(letter).replayed_at is None
