@@ -114,7 +114,13 @@ def queues() -> str:
     ops = _ops()
     workers, statuses = ops.queues()
     template = "queues_live.html" if _fragment() else "queues.html"
-    return render_template(template, workers=workers, queues=statuses, rates=ops.queue_rates())
+    return render_template(
+        template,
+        workers=workers,
+        queues=statuses,
+        rates=ops.queue_rates(),
+        beats=ops.heartbeat_ages(),
+    )
 
 
 @dashboard.get("/tenants")

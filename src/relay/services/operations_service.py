@@ -6,6 +6,7 @@ fair scheduler's state, task records); this module only gathers and shapes them.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -18,6 +19,7 @@ from relay.models import Tenant, utcnow
 from relay.models.task_record import TaskRecord, TaskStatus
 from relay.monitoring.alerts import Alert
 from relay.monitoring.levels import Readiness
+from relay.monitoring.presence import heartbeats
 from relay.monitoring.queues import QueueStatus, QueueThresholds, evaluate
 from relay.runtime import Runtime
 from relay.scheduling.metrics import tenant_snapshot
@@ -152,6 +154,14 @@ class OperationsService:
         """Live workers (name -> queues) and every catalogued queue's status."""
         workers = self.runtime.presence.live()
         return workers, self.runtime.queues.statuses(workers)
+
+    def heartbeat_ages(self) -> dict[str, float]:
+        """Seconds since each live worker's last presence heartbeat."""
+        now = time.time()
+        return {
+            name: max(now - seen, 0.0)
+            for name, (_, seen) in heartbeats(self.runtime.presence).items()
+        }
 
     def throughput(self, window: timedelta = THROUGHPUT_WINDOW) -> Throughput:
         """Tasks that finished within ``window``, by status."""
