@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: up test lint format bench chaos clean readme
+.PHONY: up test lint format bench chaos clean readme screenshots
 
 $(STAMP): pyproject.toml
 	@# bubblewrap isolates code nodes (with libseccomp's filters); without it they refuse to run.
@@ -14,6 +14,11 @@ $(STAMP): pyproject.toml
 	  if [ "$$(id -u)" = 0 ]; then \
 	    apt-get update -qq && apt-get install -y -qq bubblewrap libseccomp2 >/dev/null; \
 	  else echo "warning: install bubblewrap and libseccomp2 (code nodes refuse without them)"; fi
+	@# Debian's chromium runs the browser tests (Playwright drives it; it downloads no browser).
+	@command -v chromium >/dev/null || \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	  else echo "warning: install chromium (the browser tests skip without it)"; fi
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
@@ -49,3 +54,7 @@ clean:
 # Regenerate the README's configuration table from the settings models.
 readme: $(STAMP)
 	$(BIN)/python -c "import re, pathlib; from relay.cli import settings_table; p = pathlib.Path('README.md'); t = p.read_text(); p.write_text(re.sub(r'(## Configuration\n\n)\| variable.*?\n(\n## )', lambda m: m.group(1) + settings_table() + '\n' + m.group(2), t, flags=re.S))"
+
+# Screenshots of every dashboard page (docs/screenshots/), taken by the browser tests.
+screenshots: $(STAMP)
+	RELAY_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest -q -p no:cacheprovider tests/browser/test_dashboard_browser.py

@@ -7,6 +7,8 @@ from flask import Flask
 from relay.api import register_api
 from relay.composition import create_runtime
 from relay.config import Settings, load_settings
+from relay.dashboard import register_dashboard
+from relay.first_run import ensure_secret_key
 from relay.monitoring.tracing import instrument_flask
 from relay.runtime import Runtime
 
@@ -21,6 +23,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app = Flask("relay")
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["relay"] = runtime
+    # Signs stream tokens and dashboard sessions; shared by every API process of the install.
+    app.secret_key = runtime.settings.api.secret_key or ensure_secret_key(runtime.settings.var_dir)
     register_api(app)
+    register_dashboard(app)
     instrument_flask(app)  # a server span per request when tracing is on
     return app

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 TOKEN_FILE = "admin-token"
+SECRET_KEY_FILE = "secret-key"
 EXAMPLE_APP = "tests/fixtures/dify_dsl/seo-slug-generator.yml"
 
 
@@ -29,20 +30,36 @@ class AdminToken:
 def ensure_admin_token(var_dir: Path) -> AdminToken:
     """The token in ``var_dir/admin-token``; generated (0600) when the file does not exist."""
     path = var_dir / TOKEN_FILE
-    var_dir.mkdir(parents=True, exist_ok=True)
+    value, generated = _stored_secret(path)
+    return AdminToken(value, path, generated=generated)
+
+
+def ensure_secret_key(var_dir: Path) -> str:
+    """The key in ``var_dir/secret-key`` that signs stream tokens and dashboard sessions.
+
+    Generated (0600) on first use, so every API process of one installation (and a restarted
+    one) verifies what another signed.
+    """
+    value, _ = _stored_secret(var_dir / SECRET_KEY_FILE)
+    return value
+
+
+def _stored_secret(path: Path) -> tuple[str, bool]:
+    """The secret in ``path`` and whether this call generated it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     token = secrets.token_urlsafe(32)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         existing = path.read_text(encoding="utf-8").strip()
         if existing:
-            return AdminToken(existing, path, generated=False)
-        # An empty file (a start killed mid-write): write a token now.
+            return existing, False
+        # An empty file (a start killed mid-write): write a secret now.
         fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(token + "\n")
     os.chmod(path, 0o600)
-    return AdminToken(token, path, generated=True)
+    return token, True
 
 
 def next_steps(base_url: str, token_path: Path) -> str:

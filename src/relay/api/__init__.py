@@ -13,6 +13,7 @@ from relay.api.app_keys import admin_app_keys, app_keys
 from relay.api.apps import apps
 from relay.api.auth import authenticate_tenant
 from relay.api.chat import chat
+from relay.api.cors import register_cors
 from relay.api.datasets import datasets
 from relay.api.dead_letters import dead_letters
 from relay.api.dify import DIFY_PREFIX, dify_api
@@ -50,6 +51,7 @@ def register_api(app: Flask) -> None:
         app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
     register_error_handlers(app)
     register_request_log(app)
+    register_cors(app)
     app.register_blueprint(ops)
     app.register_blueprint(docs)
     app.register_blueprint(tenants, url_prefix="/v1")

@@ -11,10 +11,17 @@ from typing import cast
 
 from flask import current_app, g, request
 
+from relay.errors import Unauthorized
 from relay.runtime import Runtime
 from relay.services.auth_service import AuthService, TenantPrincipal, check_admin_token
+from relay.services.stream_tokens import StreamGrant, StreamTokens
 
 _PRINCIPAL = "relay_principal"
+_GRANT = "relay_stream_grant"
+
+STREAM_TOKEN_PARAM = "stream_token"
+STREAM_ENDPOINT = "tenant_api.workflows.run_events"
+"""The one route that takes ``?stream_token=`` instead of an ``Authorization`` header."""
 
 
 def current_runtime() -> Runtime:
@@ -36,9 +43,36 @@ def require_admin() -> None:
     check_admin_token(current_runtime().settings, bearer_token())
 
 
+def stream_tokens() -> StreamTokens:
+    """Stream tokens signed with this app's secret key."""
+    ttl = current_runtime().settings.api.stream_token_ttl
+    return StreamTokens(str(current_app.secret_key or ""), ttl)
+
+
 def authenticate_tenant() -> None:
-    """``before_request`` of tenant blueprints: 401 unless the API key is known and active."""
-    setattr(g, _PRINCIPAL, AuthService(current_runtime()).authenticate(bearer_token()))
+    """``before_request`` of tenant blueprints: 401 unless the API key is known and active.
+
+    A run's event stream also takes a stream token in the query (``?stream_token=``) for
+    browsers' ``EventSource``; it is refused anywhere else and for any other run.
+    """
+    key = bearer_token()
+    token = request.args.get(STREAM_TOKEN_PARAM)
+    if key is None and token is not None:
+        run_id = (request.view_args or {}).get("run_id")
+        if request.endpoint != STREAM_ENDPOINT or not isinstance(run_id, str):
+            raise Unauthorized("a stream token is accepted only by the event stream of its run")
+        grant = stream_tokens().verify(token, run_id)
+        found = AuthService(current_runtime()).by_key_id(grant.api_key_id, grant.tenant_id)
+        setattr(g, _PRINCIPAL, found)
+        setattr(g, _GRANT, grant)
+        return
+    setattr(g, _PRINCIPAL, AuthService(current_runtime()).authenticate(key))
+
+
+def stream_grant() -> StreamGrant | None:
+    """The stream token this request authenticated with, if it used one."""
+    found = g.get(_GRANT)
+    return found if isinstance(found, StreamGrant) else None
 
 
 def principal() -> TenantPrincipal:

@@ -2,7 +2,9 @@
 
 Handlers parse their own input (``relay.api.body``) so that a malformed body is a clear 400 and
 every error has relay's shape; spectree here only documents (``skip_validation=True``). The
-document is served at ``/openapi.json``, Swagger UI at ``/docs`` and ReDoc at ``/docs/redoc``.
+document is served at ``/openapi.json``, Swagger UI at ``/docs`` and ReDoc at ``/docs/redoc``,
+both from assets shipped in the package (``api/static``: swagger-ui-dist and redoc from npm), so
+the pages work without internet access.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, TypeVar, cast
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, jsonify, url_for
 from pydantic import BaseModel
 from spectree import Response as SpecResponse
 from spectree import SecurityScheme, SecuritySchemeData, SpecTree
@@ -157,7 +159,37 @@ def openapi_document() -> dict[str, Any]:
     return document
 
 
-docs = Blueprint("openapi_docs", __name__)
+docs = Blueprint("openapi_docs", __name__, static_folder="static", static_url_path="/docs/static")
+
+_SWAGGER_PAGE = """<!doctype html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <title>relay API</title>
+  <link rel="stylesheet" href="{css}">
+</head>
+<body>
+  <div id="swagger-ui"></div>
+  <script src="{js}"></script>
+  <script>
+    window.ui = SwaggerUIBundle({{url: "{spec_url}", dom_id: "#swagger-ui", deepLinking: true}});
+  </script>
+</body>
+</html>
+"""
+
+_REDOC_PAGE = """<!doctype html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <title>relay API</title>
+</head>
+<body>
+  <redoc spec-url="{spec_url}"></redoc>
+  <script src="{js}"></script>
+</body>
+</html>
+"""
 
 
 @docs.get(SPEC_URL)
@@ -166,20 +198,19 @@ def openapi_json() -> Response:
     return jsonify(openapi_document())
 
 
-def _page(ui: str) -> str:
-    template: str = spec.config.page_templates[ui]
-    return template.format(
-        spec_url=SPEC_URL, spec_path="docs", **spec.config.swagger_oauth2_config()
-    )
-
-
 @docs.get("/docs")
 def swagger() -> str:
     """Swagger UI on the OpenAPI document."""
-    return _page("swagger")
+    return _SWAGGER_PAGE.format(
+        css=url_for(".static", filename="swagger-ui.css"),
+        js=url_for(".static", filename="swagger-ui-bundle.js"),
+        spec_url=SPEC_URL,
+    )
 
 
 @docs.get("/docs/redoc")
 def redoc() -> str:
     """ReDoc on the OpenAPI document."""
-    return _page("redoc")
+    return _REDOC_PAGE.format(
+        js=url_for(".static", filename="redoc.standalone.js"), spec_url=SPEC_URL
+    )

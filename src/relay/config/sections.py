@@ -134,6 +134,25 @@ class ApiSettings(BaseModel):
     port: int = Field(5001, ge=0, le=65535, description="Port the API binds to")
     workers: int = Field(1, ge=1, description="gunicorn worker processes (gevent)")
     admin_token: str | None = Field(None, description="Bearer token for admin endpoints")
+    readonly_token: str | None = Field(
+        None, description="Token that signs in to the dashboard with the read-only role"
+    )
+    secret_key: str | None = Field(
+        None,
+        description="Key that signs stream tokens and dashboard sessions (generated into "
+        "<var>/secret-key when unset; every API process must share it)",
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins a browser may call the API from (JSON list, e.g. "
+        '["https://app.example.com"]); others get no Access-Control-* headers',
+    )
+    stream_token_ttl: int = Field(
+        300,
+        gt=0,
+        le=3600,
+        description="Seconds a run's stream token (EventSource's ?stream_token=) is accepted",
+    )
 
 
 class StreamingSettings(BaseModel):

@@ -45,6 +45,19 @@ class WorkerPresence:
         return workers
 
 
+def heartbeats(presence: WorkerPresence) -> dict[str, tuple[list[str], float]]:
+    """hostname -> (consumed queues, epoch seconds of its last announcement), live workers only."""
+    found: dict[str, tuple[list[str], float]] = {}
+    keys = list(presence.redis.scan_iter(match=PREFIX + "*", count=200))
+    if not keys:
+        return found
+    for key, raw in zip(keys, presence.redis.mget(keys), strict=True):
+        if raw:
+            value = json.loads(str(raw))
+            found[str(key)[len(PREFIX) :]] = (list(value["queues"]), float(value.get("seen", 0)))
+    return found
+
+
 class PresenceHeartbeat:
     """Re-announces a worker every ``ttl / 3`` seconds (on a ``Periodic``) until stopped."""
 

@@ -86,6 +86,10 @@ class Admission(Protocol):
         """Give back the token and today's run of an admitted run that was not created."""
         ...
 
+    def refusals(self) -> dict[str, dict[str, int]]:
+        """Refused requests per tenant and limit, since the counts were kept (the dashboard)."""
+        ...
+
 
 # --- Redis ------------------------------------------------------------------------------------
 
@@ -170,7 +174,7 @@ class RedisAdmission:
         """As ``Admission.check_submission``."""
         rate, burst = _rate(self.settings, plan)
         allowed, retry, left = self._rate(keys=self._keys(tenant)[:1], args=[rate, burst, count])
-        return _decision(allowed, retry, left, Limit.RATE)
+        return self._counted(tenant, _decision(allowed, retry, left, Limit.RATE))
 
     def check_workflow_run(self, tenant: str, plan: Plan | str) -> AdmissionDecision:
         """As ``Admission.check_workflow_run``."""
@@ -181,7 +185,25 @@ class RedisAdmission:
         decision = _decision(allowed, retry, left, kind)
         if decision.remaining is not None and decision.remaining < 0:
             decision = AdmissionDecision(True)  # unlimited plan
+        return self._counted(tenant, decision)
+
+    def _counted(self, tenant: str, decision: AdmissionDecision) -> AdmissionDecision:
+        """Count a refusal (one write, only when refused: admitted requests pay nothing)."""
+        if not decision.allowed:
+            self.redis.hincrby(self._refusals_key, f"{tenant}|{decision.limit}", 1)
         return decision
+
+    @property
+    def _refusals_key(self) -> str:
+        return f"{self.prefix}:refused"
+
+    def refusals(self) -> dict[str, dict[str, int]]:
+        """As ``Admission.refusals``."""
+        counts: dict[str, dict[str, int]] = {}
+        for field, value in self.redis.hgetall(self._refusals_key).items():
+            tenant, _, limit = _t(field).rpartition("|")
+            counts.setdefault(tenant, {})[limit] = int(_t(value))
+        return counts
 
     def refund_submission(self, tenant: str, plan: Plan | str, count: int = 1) -> None:
         """As ``Admission.refund_submission``."""
@@ -208,6 +230,7 @@ class InMemoryAdmission:
         self._lock = threading.Lock()
         self._buckets: dict[str, tuple[float, float]] = {}  # tenant -> (tokens, at)
         self._runs: dict[tuple[str, int], int] = {}
+        self._refused: dict[str, dict[str, int]] = {}
 
     def _level(self, tenant: str, rate: float, burst: int, now: float) -> float:
         tokens, at = self._buckets.get(tenant, (float(burst), now))
@@ -221,6 +244,7 @@ class InMemoryAdmission:
             tokens = self._level(tenant, rate, burst, now)
             if tokens < count:
                 self._buckets[tenant] = (tokens, now)
+                self._refuse(tenant, Limit.RATE)
                 return AdmissionDecision(False, (count - tokens) / rate, Limit.RATE, tokens)
             self._buckets[tenant] = (tokens - count, now)
             return AdmissionDecision(True, 0.0, Limit.RATE, tokens - count)
@@ -234,10 +258,12 @@ class InMemoryAdmission:
             tokens = self._level(tenant, rate, burst, now)
             if tokens < 1:
                 self._buckets[tenant] = (tokens, now)
+                self._refuse(tenant, Limit.RATE)
                 return AdmissionDecision(False, (1 - tokens) / rate, Limit.RATE, tokens)
             day = int(now // 86400)
             used = self._runs.get((tenant, day), 0)
             if limit > 0 and used >= limit:
+                self._refuse(tenant, Limit.DAILY_RUNS)
                 return AdmissionDecision(False, (day + 1) * 86400 - now, Limit.DAILY_RUNS, 0)
             self._buckets[tenant] = (tokens - 1, now)
             self._runs[(tenant, day)] = used + 1
@@ -252,6 +278,15 @@ class InMemoryAdmission:
     def refund_workflow_run(self, tenant: str, plan: Plan | str) -> None:
         """As ``Admission.refund_workflow_run``."""
         self._give_back(tenant, plan, 1, run=True)
+
+    def _refuse(self, tenant: str, limit: Limit) -> None:
+        counts = self._refused.setdefault(tenant, {})
+        counts[limit.value] = counts.get(limit.value, 0) + 1
+
+    def refusals(self) -> dict[str, dict[str, int]]:
+        """As ``Admission.refusals``."""
+        with self._lock:
+            return {tenant: dict(counts) for tenant, counts in self._refused.items()}
 
     def _give_back(self, tenant: str, plan: Plan | str, count: int, *, run: bool) -> None:
         rate, burst = _rate(self.settings, plan)

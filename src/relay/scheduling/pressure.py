@@ -39,3 +39,8 @@ class PressureAdmission:
 
     def refund_workflow_run(self, tenant: str, plan: Plan | str) -> None:
         self.inner.refund_workflow_run(tenant, plan)
+
+    def refusals(self) -> dict[str, dict[str, int]]:
+        """The wrapped admission's refusal counts (refusals under pressure are alerted, not
+        counted per tenant: they refuse every tenant alike)."""
+        return self.inner.refusals()

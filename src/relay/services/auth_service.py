@@ -113,6 +113,21 @@ class AuthService:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
+    def by_key_id(self, api_key_id: str, tenant_id: str) -> TenantPrincipal:
+        """The tenant of a key known by id (a stream token's); refused like ``authenticate``
+        once the key is revoked or the tenant archived."""
+        with self.runtime.db.session() as session:
+            found = session.execute(
+                select(ApiKey.revoked_at, Tenant.status)
+                .join(Tenant, Tenant.id == ApiKey.tenant_id)
+                .where(ApiKey.id == api_key_id, ApiKey.tenant_id == tenant_id)
+            ).first()
+        if found is None or found.revoked_at is not None:
+            raise Unauthorized("missing or invalid API key")
+        if found.status != TenantStatus.NORMAL:
+            raise Forbidden("this tenant is archived")
+        return TenantPrincipal(tenant_id=tenant_id, api_key_id=api_key_id)
+
     def authenticate(self, key: str | None) -> TenantPrincipal:
         """The tenant behind ``key``; ``Unauthorized`` when it is unknown or revoked."""
         if not key or not key.startswith(API_KEY_PREFIX):

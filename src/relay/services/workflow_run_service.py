@@ -118,6 +118,13 @@ class RunDetail(RunResult):
     node_executions: list[NodeExecutionView]
 
 
+class OperatorRunDetail(RunDetail):
+    """A run as an operator sees it: its graph and end user too."""
+
+    created_by: str
+    graph: dict[str, Any]
+
+
 class StopResult(BaseModel):
     """The answer to a stop request: ``stopping`` is False when the run had ended already."""
 
@@ -380,6 +387,20 @@ class WorkflowRunService:
             return iter(())  # the client has everything, the terminal event included
         return manager.listen(position, until=until)
 
+    def delivered_all(self, run_id: str, after: str | None) -> bool:
+        """True when a client that has seen event ``after`` has the run's terminal event.
+
+        Call it after :meth:`events` (which checks ownership).
+        """
+        if after is None:
+            return False
+        last = self.streams.channel.last(run_id)
+        return last is not None and last.final and parse_id(_stream_id(after)) >= parse_id(last.id)
+
+    def check_owner(self, tenant_id: str, run_id: str, user: str) -> None:
+        """``NotFound`` unless ``user`` of ``tenant_id`` started the run."""
+        self._owned(tenant_id, run_id, user)
+
     def wait(self, tenant_id: str, run_id: str, user: str) -> tuple[RunResult, AppQueueEvent]:
         """Block until the run's stream ends; the run's record and the stream's last event."""
         last: StreamItem | None = None
@@ -422,6 +443,59 @@ class WorkflowRunService:
             )
             return RunDetail(**_result_fields(row), node_executions=[_node_view(n) for n in nodes])
 
+    # --- the operator's view (the dashboard): any run of a tenant, whoever started it ---------
+
+    def operator_detail(self, tenant_id: str, run_id: str) -> OperatorRunDetail:
+        """The run with its graph and node executions, for an operator."""
+        with self.runtime.db.session() as session:
+            row = _tenant_row(session, tenant_id, run_id)
+            nodes = session.scalars(
+                select(WorkflowNodeExecution)
+                .where(
+                    WorkflowNodeExecution.tenant_id == tenant_id,
+                    WorkflowNodeExecution.workflow_run_id == run_id,
+                )
+                .order_by(WorkflowNodeExecution.index, WorkflowNodeExecution.created_at)
+            )
+            return OperatorRunDetail(
+                **_result_fields(row),
+                node_executions=[_node_view(n) for n in nodes],
+                created_by=row.created_by,
+                graph=row.graph,
+            )
+
+    def operator_events(
+        self, tenant_id: str, run_id: str, *, after: str | None = None
+    ) -> Iterator[StreamItem]:
+        """As :meth:`events`, for an operator (any end user's run of the tenant)."""
+        position = START if after is None else _stream_id(after)
+        with self.runtime.db.session() as session:
+            row = _tenant_row(session, tenant_id, run_id)
+            session.expunge(row)
+        last = self.streams.channel.last(run_id)
+        if last is None and row.status != WorkflowRunStatus.RUNNING:
+            return iter([StreamItem.local(_terminal_of(row), final=True)])
+        if last is not None and last.final and parse_id(position) >= parse_id(last.id):
+            return iter(())
+        manager = self.streams.manager(
+            run_id, row.created_by, InvokeFrom.SERVICE_API, record_owner=False
+        )
+        return manager.listen(position)
+
+    def operator_stop(self, tenant_id: str, run_id: str) -> StopResult:
+        """Ask the run to stop, as its end user would."""
+        with self.runtime.db.session() as session:
+            row = _tenant_row(session, tenant_id, run_id)
+            owner, status = row.created_by, row.status
+        stopping = AppQueueManager.set_stop_flag(
+            self.streams.control,
+            run_id,
+            InvokeFrom.SERVICE_API,
+            owner,
+            ttl=self.streams.config.ownership_ttl,
+        )
+        return StopResult(stopping=stopping, status=status)
+
     def _owned(self, tenant_id: str, run_id: str, user: str) -> WorkflowRun:
         with self.runtime.db.session() as session:
             row = _owned_row(session, tenant_id, run_id, end_user_id(tenant_id, user))
@@ -437,6 +511,15 @@ def _owned_row(session: Session, tenant_id: str, run_id: str, owner: str) -> Wor
             WorkflowRun.created_by == owner,
             WorkflowRun.created_by_role == CreatorRole.END_USER,
         )
+    )
+    if row is None:
+        raise NotFound("workflow run not found")
+    return row
+
+
+def _tenant_row(session: Session, tenant_id: str, run_id: str) -> WorkflowRun:
+    row = session.scalar(
+        select(WorkflowRun).where(WorkflowRun.id == run_id, WorkflowRun.tenant_id == tenant_id)
     )
     if row is None:
         raise NotFound("workflow run not found")
