@@ -25,6 +25,7 @@ from flask import Blueprint, Response, request, url_for
 from pydantic import BaseModel, ConfigDict, Field
 from werkzeug.wrappers import Response as WerkzeugResponse
 
+from relay.adapters.prometheus import Metrics
 from relay.api.auth import (
     STREAM_TOKEN_PARAM,
     current_runtime,
@@ -135,15 +136,16 @@ def sse_response(
     *,
     kind: str = "workflow",
     resumed: bool = False,
+    metrics: Metrics | None = None,
 ) -> WerkzeugResponse:
     """The run's events as Server-Sent Events (``workflow_run_id`` added to every payload).
 
-    Counted in the stream metrics: open streams and streams served by ``kind``, whether the
-    client ``resumed``, and events sent (pings excluded).
+    Counted in the stream ``metrics`` (the runtime's unless given): open streams and streams
+    served by ``kind``, whether the client ``resumed``, and events sent (pings excluded).
     """
     prefix = '{"workflow_run_id":' + json.dumps(run_id) + ","
     renamed = {QueueEvent.ERROR.value: RUN_ERROR} if names == "relay" else {}
-    metrics = current_runtime().metrics
+    metrics = metrics or current_runtime().metrics
     metrics.sse_streams.labels(kind, "true" if resumed else "false").inc()
     sent = metrics.sse_events.labels(kind)
     open_streams = metrics.sse_open.labels(kind)

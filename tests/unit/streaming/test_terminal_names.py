@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
+from relay.adapters.prometheus import Metrics
 from relay.api.workflows import sse_response
 from relay.streaming import StreamItem
 from relay.streaming.sse import SSEParser
@@ -15,7 +16,7 @@ def _names(mode: str) -> list[str]:
         StreamItem("2-0", "error", '{"event":"error","message":"boom"}', final=True),
     ]
     with Flask(__name__).test_request_context():
-        response = sse_response(iter(items), "run-1", mode)  # type: ignore[arg-type]
+        response = sse_response(iter(items), "run-1", mode, metrics=Metrics())  # type: ignore[arg-type]
         body = b"".join(response.response).decode()  # type: ignore[arg-type]
     return [message.event for message in SSEParser().feed(body)]
 
