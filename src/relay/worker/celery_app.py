@@ -19,6 +19,7 @@ from relay.errors import BrokerUnavailable
 from relay.monitoring.presence import WorkerPresence
 from relay.resilience.breaker import Breakers
 from relay.resilience.outages import as_outage
+from relay.worker.handback import HandBackStep
 from relay.worker.hooks import PresenceStep
 from relay.worker.middleware import OutgoingMessage, TaskChain
 
@@ -44,6 +45,8 @@ class RelayCelery(Celery):  # type: ignore[misc]
         self.breakers = breakers if breakers is not None else Breakers()
         # Workers announce the queues they consume while they consume them.
         self.steps["consumer"].add(PresenceStep)
+        # After a broker reconnection, messages the old connection held go back to their queues.
+        self.steps["consumer"].add(HandBackStep)
         self.set_default()
 
     def send_task(
