@@ -24,12 +24,14 @@ from typing import Any
 from celery import bootsteps
 from celery.worker.state import active_requests
 
+from relay.adapters.redis_transport import QoS as RedisQoS
+
 log = logging.getLogger(__name__)
 
 
 def emulates_acks(qos: Any) -> bool:
-    """Whether ``qos`` is kombu's Redis acknowledgement emulation (an ``unacked`` hash)."""
-    return callable(getattr(qos, "restore_by_tag", None)) and hasattr(qos, "_delivered")
+    """Whether ``qos`` is relay's Redis acknowledgement emulation (an ``unacked`` hash)."""
+    return isinstance(qos, RedisQoS)
 
 
 def running_tags() -> set[Any]:
@@ -46,9 +48,11 @@ def hand_back(previous: Any, current: Any, running: set[Any]) -> list[str]:
     """Move ``previous``'s unacknowledged messages not in ``running`` back to their queues
     through ``current``; returns their task ids. Raises the connection error of a failed move
     (what was moved before it is done; the rest stays for the next try)."""
+    # Tasks still running acknowledge through the new channel from now on.
+    previous.successor = current
     moved = []
     for tag, message in list(previous._delivered.items()):
-        if tag in running:
+        if tag in running or tag in previous._dirty:  # running, or acknowledged already
             continue
         # One WATCH/MULTI transaction: takes the message out of ``unacked`` and pushes it back
         # on its queue; a message already acknowledged or restored is not there and is skipped.
