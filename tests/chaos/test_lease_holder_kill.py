@@ -153,7 +153,7 @@ def _drill(
 
 @pytest.mark.timeout(120)
 def test_r7_short(settings: Settings, tmp_path: Path) -> None:
-    _drill(settings, tmp_path, tasks=10, kills=1, lease_ttl=2.0, seconds=0.3)
+    _drill(settings, tmp_path, tasks=6, kills=1, lease_ttl=2.0, seconds=0.2)
 
 
 @pytest.mark.chaos
