@@ -89,3 +89,85 @@ def row(drill: str, tasks: int, applied: int, recovery: float, api: Counter[int]
     line = f"| {drill} | {tasks} | {tasks - applied} | 0 | {recovery:.1f} s | {answers} |"
     print("\n" + line)
     return line
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def start_worker_on(
+    env: dict[str, str],
+    name: str,
+    log: Path,
+    queues: str,
+    concurrency: int = 1,
+    include: str | None = None,
+) -> subprocess.Popen[bytes]:
+    """A ``relay worker`` on ``queues`` (comma-separated), optionally with a test task module."""
+    argv = [sys.executable, "-m", "relay", "worker", "-Q", queues,
+            "-c", str(concurrency), "-n", name]  # fmt: skip
+    if include:
+        argv += ["--include", include]
+    child_env = dict(env, PYTHONPATH=str(REPO))
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            argv, env=child_env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+
+
+def enqueue_tenant(
+    runtime: Runtime,
+    prefix: str,
+    count: int,
+    *,
+    tenant_id: str,
+    task: str,
+    queue: str,
+    args: list[object],
+) -> None:
+    """``count`` keyed tasks of one tenant through the outbox (fair queues go to the scheduler);
+    each gets ``args`` followed by its own idempotency key."""
+    with runtime.db.transaction() as session:
+        for n in range(count):
+            runtime.outbox.enqueue(
+                session,
+                task,
+                args=[*args, f"{prefix}:{n}"],
+                tenant_id=tenant_id,
+                queue=queue,
+                idempotency_key=f"{prefix}:{n}",
+            )
+
+
+def recover_fair(runtime: Runtime, prefix: str, count: int, timeout: float) -> float:
+    """As ``recover``, with the scheduler's safety tick (beat's job) in each pass; seconds."""
+    started = time.monotonic()
+    reaper = Reaper(runtime)
+
+    def done() -> bool:
+        try:
+            runtime.dispatcher.tick()
+            runtime.outbox.relay_pending(grace_seconds=0)
+            reaper.run()
+        except Exception:  # a service may still be coming back: the next pass tries again
+            return False
+        return processed(runtime, prefix) >= count
+
+    wait_until(done, timeout=timeout, what=f"all {count} effects of {prefix}")
+    return time.monotonic() - started
+
+
+def counted_row(
+    drill: str,
+    tasks: int,
+    applied: int,
+    duplicated: int,
+    recovery: float,
+    api: Counter[int] | None,
+) -> str:
+    """The drill's row where the drill counted its duplicated effects itself."""
+    answers = ", ".join(f"{k}: {v}" for k, v in sorted(api.items())) if api else "not probed"
+    lost = tasks - applied
+    line = f"| {drill} | {tasks} | {lost} | {duplicated} | {recovery:.1f} s | {answers} |"
+    print("\n" + line)
+    return line

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from kombu import Exchange, Queue
 
 from relay import catalog
+from relay.adapters.redis_transport import TRANSPORT as REDIS_TRANSPORT
 from relay.config import Settings
 from relay.errors import ConfigError
 
@@ -60,6 +61,12 @@ def _redbeat_redis(settings: Settings, redis_url: str) -> dict[str, Any]:
     }
 
 
+def _broker_transport(settings: Settings, redis_url: str) -> str | None:
+    """relay's Redis transport for a plain Redis broker; None lets the URL's scheme choose."""
+    scheme = broker_url(settings, redis_url).split("://", 1)[0]
+    return REDIS_TRANSPORT if scheme in ("redis", "rediss", "redis+socket") else None
+
+
 def check_visibility_timeout(settings: Settings) -> None:
     """Refuse a visibility timeout that would redeliver a task while it still runs."""
     longest = catalog.longest_time_limit()
@@ -85,6 +92,7 @@ def celery_config(settings: Settings, redis_url: str) -> dict[str, Any]:
         }
     return {
         "broker_url": broker_url(settings, redis_url),
+        "broker_transport": _broker_transport(settings, redis_url),
         "result_backend": backend,
         "broker_transport_options": _transport_options(settings),
         # The result backend's pub/sub reconnects inside ``send_task`` (to hear the result) and
@@ -118,7 +126,10 @@ def celery_config(settings: Settings, redis_url: str) -> dict[str, Any]:
         "result_extended": True,
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
-        "task_track_started": True,
+        # No STARTED state in the result backend: Celery stores it before the body runs, and
+        # when Redis is down that store fails outside the body, which acknowledges (drops) a
+        # message whose task never ran. relay records STARTED in its own task records.
+        "task_track_started": False,
         "worker_prefetch_multiplier": settings.celery.prefetch_multiplier,
         "worker_hijack_root_logger": False,
         "worker_redirect_stdouts": False,

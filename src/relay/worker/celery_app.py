@@ -20,6 +20,7 @@ from relay.monitoring.presence import WorkerPresence
 from relay.resilience.breaker import Breakers
 from relay.resilience.outages import as_outage
 from relay.resilience.pressure import PressureMonitor
+from relay.worker.handback import HandBackStep
 from relay.worker.hooks import PresenceStep
 from relay.worker.middleware import OutgoingMessage, TaskChain
 from relay.worker.pressure import PressureStep
@@ -50,6 +51,8 @@ class RelayCelery(Celery):  # type: ignore[misc]
         # Under resource pressure a worker stops consuming its low-priority queues.
         self.pressure = pressure
         self.steps["consumer"].add(PressureStep)
+        # After a broker reconnection, messages the old connection held go back to their queues.
+        self.steps["consumer"].add(HandBackStep)
         self.set_default()
 
     def send_task(
