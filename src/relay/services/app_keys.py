@@ -12,13 +12,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import or_, select, update
+from sqlalchemy import select
 
 from relay.errors import BadRequest, Forbidden, NotFound, Unauthorized
 from relay.models import App, AppApiKey, AppStatus, Tenant, TenantStatus, new_id, utcnow
 from relay.runtime import Runtime
 from relay.services.app_service import require_app
-from relay.services.auth_service import LAST_USED_RESOLUTION, hash_api_key
+from relay.services.auth_service import hash_api_key, touch_last_used
 from relay.services.pagination import Page, PageParams, paginate
 
 APP_KEY_PREFIX = "app-"
@@ -147,14 +147,5 @@ class AppKeyService:
             raise Forbidden("The workspace is archived")
         if found.app_status != AppStatus.NORMAL:
             raise Forbidden("The app is archived")
-        now = utcnow()
-        stale = now - LAST_USED_RESOLUTION
-        if found.last_used_at is None or found.last_used_at < stale:
-            with self.runtime.db.transaction() as session:
-                session.execute(
-                    update(AppApiKey)
-                    .where(AppApiKey.id == found.id)
-                    .where(or_(AppApiKey.last_used_at.is_(None), AppApiKey.last_used_at < stale))
-                    .values(last_used_at=now)
-                )
+        touch_last_used(self.runtime.db, AppApiKey, found.id, found.last_used_at)
         return AppPrincipal(tenant_id=found.tenant_id, app_id=found.app_id, api_key_id=found.id)

@@ -16,9 +16,10 @@ from datetime import datetime, timedelta
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import or_, select, update
 
+from relay.adapters.sql import Database
 from relay.config import Settings
 from relay.errors import BadRequest, Forbidden, NotFound, Unauthorized
-from relay.models import ApiKey, Tenant, TenantStatus, new_id, utcnow
+from relay.models import ApiKey, AppApiKey, Tenant, TenantStatus, new_id, utcnow
 from relay.runtime import Runtime
 from relay.services.pagination import Page, PageParams, paginate
 
@@ -69,6 +70,24 @@ class ApiKeyPage(Page[ApiKeyView]):
 def hash_api_key(key: str) -> str:
     """The stored form of an API key."""
     return hashlib.sha256(key.encode()).hexdigest()
+
+
+def touch_last_used(
+    db: Database, model: type[ApiKey] | type[AppApiKey], key_id: str, last_used: datetime | None
+) -> None:
+    """Note that a key of ``model`` was used now: written at most once per resolution period (and
+    only by the first request to see it stale), in a short transaction of its own."""
+    now = utcnow()
+    stale = now - LAST_USED_RESOLUTION
+    if last_used is not None and last_used >= stale:
+        return
+    with db.transaction() as session:
+        session.execute(
+            update(model)
+            .where(model.id == key_id)
+            .where(or_(model.last_used_at.is_(None), model.last_used_at < stale))
+            .values(last_used_at=now)
+        )
 
 
 def generate_api_key() -> str:
@@ -146,18 +165,7 @@ class AuthService:
             raise Unauthorized("missing or invalid API key")
         if found.status != TenantStatus.NORMAL:
             raise Forbidden("this tenant is archived")
-        now = utcnow()
-        stale = now - LAST_USED_RESOLUTION
-        if found.last_used_at is None or found.last_used_at < stale:
-            # Written at most once per resolution period (and only by the first request to see
-            # it stale): a short transaction of its own.
-            with self.runtime.db.transaction() as session:
-                session.execute(
-                    update(ApiKey)
-                    .where(ApiKey.id == found.id)
-                    .where(or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at < stale))
-                    .values(last_used_at=now)
-                )
+        touch_last_used(self.runtime.db, ApiKey, found.id, found.last_used_at)
         return TenantPrincipal(tenant_id=found.tenant_id, api_key_id=found.id)
 
     def issue_key(self, tenant_id: str, name: str) -> IssuedApiKey:
