@@ -2,7 +2,8 @@
 
 ``BENCH_ROUNDS`` (default 3) sets how many times each measurement is repeated (median kept).
 ``BENCH_ONLY`` (comma-separated) runs the benchmarks whose module name contains one of its
-parts. Results also go to ``bench/results/latest.md``.
+parts. Results also go to ``bench/results/latest.md`` and a dated copy beside it; the ``load``
+column is the 1-minute load average when the row was measured.
 """
 
 from __future__ import annotations
@@ -29,13 +30,13 @@ MODULES = (
 
 def _table(rows: list[Row]) -> str:
     lines = [
-        "| benchmark | relay | baseline | ratio (>1: relay ahead) | note |",
-        "|---|---|---|---|---|",
+        "| benchmark | relay | baseline | ratio (>1: relay ahead) | load | note |",
+        "|---|---|---|---|---|---|",
     ]
     for row in rows:
         lines.append(
             f"| {row.name} | {row.relay:,.1f} {row.unit} | {row.baseline:,.1f} {row.unit} "
-            f"| {row.ratio:.2f}x | {row.note} |"
+            f"| {row.ratio:.2f}x | {row.load:.1f} | {row.note} |"
         )
     return "\n".join(lines)
 
@@ -58,8 +59,9 @@ def main() -> int:
     )
     text = header + "\n\n" + _table(rows) + "\n"
     print(text)
-    out = Path(__file__).parent / "results" / "latest.md"
-    out.write_text(text)
+    results = Path(__file__).parent / "results"
+    (results / "latest.md").write_text(text)
+    (results / f"{datetime.now(UTC):%Y%m%d-%H%M}.md").write_text(text)
     return 0
 
 

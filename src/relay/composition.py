@@ -47,7 +47,7 @@ from relay.scheduling.tenant_queue import RedisTenantQueue
 from relay.streaming import QueueConfig, RedisRunControl, RedisStreamChannel, RunStreams
 from relay.worker.celery_app import RelayCelery
 from relay.worker.deliveries import DeliveryGuard, RedisDeliveryCounts
-from relay.worker.effects import IdempotentEffects, SqlEffects
+from relay.worker.effects import IdempotentEffects, RedisEffects, SqlEffects
 from relay.worker.lifecycle import RetryPolicyMiddleware, TaskLifecycle
 from relay.worker.metrics import TaskMetrics
 from relay.worker.middleware import TaskChain
@@ -172,7 +172,7 @@ def _task_chain(runtime: Runtime) -> None:
         ArgumentCheck(),
         # Inside the lease: only the copy the scheduler lets run is recorded as started.
         runtime.lifecycle,
-        IdempotentEffects(SqlEffects(runtime.db)),
+        IdempotentEffects(SqlEffects(runtime.db), RedisEffects(runtime.redis)),
         ReportFailures(runtime.errors),
     )
 
