@@ -3,7 +3,8 @@
 ``BENCH_ROUNDS`` (default 3) sets how many times each measurement is repeated (median kept).
 ``BENCH_ONLY`` (comma-separated) runs the benchmarks whose module name contains one of its
 parts. Results also go to ``bench/results/latest.md`` and a dated copy beside it; the ``load``
-column is the 1-minute load average when the row was measured.
+column is the 1-minute load average when the row was measured. ``python -m bench rss`` runs
+only the worker-memory benchmark (100,000 tasks; ``bench/results/rss.md``).
 """
 
 from __future__ import annotations
@@ -44,8 +45,10 @@ def _table(rows: list[Row]) -> str:
 def main() -> int:
     rounds = int(os.environ.get("BENCH_ROUNDS", "3"))
     only = [part for part in os.environ.get("BENCH_ONLY", "").split(",") if part]
+    # ``python -m bench rss``: worker memory over many tasks (long; not in the default run).
+    modules = ("bench.bench_rss",) if sys.argv[1:] == ["rss"] else MODULES
     rows: list[Row] = []
-    for name in MODULES:
+    for name in modules:
         if only and not any(part in name for part in only):
             continue
         module = importlib.import_module(name)
@@ -60,7 +63,7 @@ def main() -> int:
     text = header + "\n\n" + _table(rows) + "\n"
     print(text)
     results = Path(__file__).parent / "results"
-    (results / "latest.md").write_text(text)
+    (results / ("rss.md" if modules != MODULES else "latest.md")).write_text(text)
     (results / f"{datetime.now(UTC):%Y%m%d-%H%M}.md").write_text(text)
     return 0
 

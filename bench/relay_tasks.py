@@ -15,7 +15,7 @@ import bench.latency_probe  # noqa: F401  (the same start/finish probe as the pl
 from relay.catalog import TaskSpec
 from relay.tasks.base import RelayTask, relay_task
 
-QUEUE = "bench_relay"
+QUEUE = "monitor"  # a queue relay workers know; nothing else runs there in the bench
 NOOP = TaskSpec("bench.noop", QUEUE)
 ROW = TaskSpec("bench.row", QUEUE)
 ROWS_TABLE = "CREATE TABLE IF NOT EXISTS bench_rows (id varchar(64) PRIMARY KEY, label text)"
