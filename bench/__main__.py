@@ -26,6 +26,7 @@ MODULES = (
     "bench.bench_streaming",
     "bench.bench_fairness",
     "bench.bench_code_sandbox",
+    "bench.bench_items",
 )
 
 

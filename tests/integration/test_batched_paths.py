@@ -6,12 +6,22 @@ from typing import Any
 
 import pytest
 from celery.signals import after_task_publish
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from relay.events.outbox import Enqueue
-from relay.models import OutboxMessage, OutboxStatus
+from relay.models import OutboxMessage, OutboxStatus, WorkflowNodeExecution
+from relay.retry import FatalTaskError, RetryableTaskError
 from relay.runtime import Runtime
 from relay.tasks.base import RelayTask
+from relay.tasks.workflow_storage import store_node_executions
+from tests.integration.test_workflow_storage_task import (
+    SAVE_RUN,
+    T0,
+    call,
+    new_tenant,
+    node_payload,
+    run_payload,
+)
 
 COUNTER = "tests:redis-effect:count"
 
@@ -122,3 +132,42 @@ def test_the_relay_sweep_marks_a_whole_batch_sent(runtime: Runtime) -> None:
             select(OutboxMessage).where(OutboxMessage.id.in_([r.id for r in rows]))
         ).all()
     assert {(r.status, r.attempts) for r in stored} == {(OutboxStatus.SENT, 1)}
+
+
+def test_node_executions_stored_in_one_batch_follow_the_ordering_rule(runtime: Runtime) -> None:
+    tenant = new_tenant(runtime)
+    call(runtime, SAVE_RUN, run_payload(tenant), tenant)
+    done = node_payload(tenant, id="n-1", status="succeeded", finished_at=T0.isoformat())
+    batch = [
+        node_payload(tenant, id="n-1"),
+        done,
+        node_payload(tenant, id="n-1"),  # older than the stored state: ignored
+        *(node_payload(tenant, id=f"n-{i}", index=i) for i in range(2, 6)),
+    ]
+    outcomes = store_node_executions(runtime.db, batch, tenant)
+    assert outcomes == {"inserted": 5, "updated": 1, "ignored": 1}
+    with runtime.db.session() as session:
+        rows = session.scalars(select(WorkflowNodeExecution).order_by(WorkflowNodeExecution.id))
+        assert [(r.id, r.status) for r in rows] == [
+            ("n-1", "succeeded"),
+            *((f"n-{i}", "running") for i in range(2, 6)),
+        ]
+    again = store_node_executions(runtime.db, [done, node_payload(tenant, id="n-2", index=2)])
+    assert again == {"updated": 2}
+
+
+def test_a_node_batch_for_another_tenant_or_a_missing_run_changes_nothing(
+    runtime: Runtime,
+) -> None:
+    tenant, other = new_tenant(runtime), new_tenant(runtime)
+    call(runtime, SAVE_RUN, run_payload(tenant), tenant)
+    with pytest.raises(FatalTaskError):
+        store_node_executions(runtime.db, [node_payload(tenant, id="a"), node_payload(other)])
+    with pytest.raises(FatalTaskError):
+        store_node_executions(runtime.db, [node_payload(tenant, id="a")], other)
+    with pytest.raises(RetryableTaskError):
+        store_node_executions(
+            runtime.db, [node_payload(tenant, id="a"), node_payload(tenant, workflow_run_id="x")]
+        )
+    with runtime.db.session() as session:
+        assert session.scalar(select(func.count()).select_from(WorkflowNodeExecution)) == 0
