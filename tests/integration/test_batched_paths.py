@@ -171,3 +171,18 @@ def test_a_node_batch_for_another_tenant_or_a_missing_run_changes_nothing(
         )
     with runtime.db.session() as session:
         assert session.scalar(select(func.count()).select_from(WorkflowNodeExecution)) == 0
+
+
+def test_the_batch_storage_task_applies_once_per_key_and_checks_the_tenant(
+    runtime: Runtime,
+) -> None:
+    tenant = new_tenant(runtime)
+    call(runtime, SAVE_RUN, run_payload(tenant), tenant)
+    task = runtime.celery.tasks["relay.workflow_storage.save_node_executions"]
+    batch = [node_payload(tenant, id=f"b-{i}", index=i) for i in range(3)]
+    headers = {"tenant_id": tenant, "idempotency_key": "nodes-1"}
+    assert task.apply(args=[batch], headers=headers, throw=True).get() == {"inserted": 3}
+    assert task.apply(args=[batch], headers=headers, throw=True).get() == {"skipped": "duplicate"}
+    other = new_tenant(runtime)
+    with pytest.raises(FatalTaskError):
+        task.apply(args=[batch], headers={"tenant_id": other}, throw=True).get()

@@ -159,6 +159,22 @@ def save_node_execution(self: RelayTask, execution: dict[str, Any]) -> dict[str,
     return {"id": snapshot.id, "outcome": outcome}
 
 
+@relay_task(catalog.SAVE_NODE_EXECUTIONS)
+def save_node_executions(
+    self: RelayTask, executions: list[dict[str, Any]]
+) -> dict[str, int] | dict[str, str]:
+    """Upsert many node execution snapshots in one transaction (see ``store_node_executions``);
+    returns the outcome counts, or ``{"skipped": "duplicate"}``."""
+    if not isinstance(executions, list):
+        raise FatalTaskError("executions must be a list of node execution snapshots")
+    tenant_id = self.tenant_id
+    snapshots = _parse_nodes(executions, tenant_id)
+    with self.effect() as session:
+        if session is None:
+            return {"skipped": "duplicate"}
+        return _upsert_nodes(session, self.runtime.db.is_sqlite, snapshots)
+
+
 def store_run(db: Database, run: dict[str, Any]) -> str:
     """Upsert a run snapshot now, in a transaction of its own (the outcome, as ``save_run``).
 
@@ -182,13 +198,23 @@ def store_node_executions(
     naming another tenant than ``tenant_id``, or a run of another tenant or app, is refused
     whole (``FatalTaskError``); one whose run is not stored yet is retried whole.
     """
+    snapshots = _parse_nodes(executions, tenant_id)
+    with db.transaction() as session:
+        return _upsert_nodes(session, db.is_sqlite, snapshots)
+
+
+def _parse_nodes(executions: Sequence[Any], tenant_id: str | None) -> list[NodeExecutionSnapshot]:
     snapshots = [_parse(NodeExecutionSnapshot, e) for e in executions]
     if tenant_id is not None and any(s.tenant_id != tenant_id for s in snapshots):
         raise FatalTaskError("a node execution of the batch names another tenant")
+    return snapshots
+
+
+def _upsert_nodes(
+    session: Session, is_sqlite: bool, snapshots: list[NodeExecutionSnapshot]
+) -> dict[str, int]:
     outcomes: Counter[str] = Counter()
-    if not snapshots:
-        return dict(outcomes)
-    with db.transaction() as session:
+    if snapshots:
         run_ids = {s.workflow_run_id for s in snapshots}
         runs = {
             r.id: r for r in session.scalars(select(WorkflowRun).where(WorkflowRun.id.in_(run_ids)))
@@ -212,7 +238,7 @@ def store_node_executions(
                 fresh[snapshot.id] = values
         inserted: set[str] = set()
         if fresh:
-            dialect = sqlite if db.is_sqlite else postgresql
+            dialect = sqlite if is_sqlite else postgresql
             table = WorkflowNodeExecution.__table__
             statement = (
                 dialect.insert(table)
