@@ -2,7 +2,9 @@
 
 ``BENCH_ROUNDS`` (default 3) sets how many times each measurement is repeated (median kept).
 ``BENCH_ONLY`` (comma-separated) runs the benchmarks whose module name contains one of its
-parts. Results also go to ``bench/results/latest.md``.
+parts. Results also go to ``bench/results/latest.md`` and a dated copy beside it; the ``load``
+column is the 1-minute load average when the row was measured. ``python -m bench rss`` runs
+only the worker-memory benchmark (100,000 tasks; ``bench/results/rss.md``).
 """
 
 from __future__ import annotations
@@ -25,18 +27,19 @@ MODULES = (
     "bench.bench_fairness",
     "bench.bench_code_sandbox",
     "bench.bench_dify_api",
+    "bench.bench_items",
 )
 
 
 def _table(rows: list[Row]) -> str:
     lines = [
-        "| benchmark | relay | baseline | ratio (>1: relay ahead) | note |",
-        "|---|---|---|---|---|",
+        "| benchmark | relay | baseline | ratio (>1: relay ahead) | load | note |",
+        "|---|---|---|---|---|---|",
     ]
     for row in rows:
         lines.append(
             f"| {row.name} | {row.relay:,.1f} {row.unit} | {row.baseline:,.1f} {row.unit} "
-            f"| {row.ratio:.2f}x | {row.note} |"
+            f"| {row.ratio:.2f}x | {row.load:.1f} | {row.note} |"
         )
     return "\n".join(lines)
 
@@ -44,8 +47,10 @@ def _table(rows: list[Row]) -> str:
 def main() -> int:
     rounds = int(os.environ.get("BENCH_ROUNDS", "3"))
     only = [part for part in os.environ.get("BENCH_ONLY", "").split(",") if part]
+    # ``python -m bench rss``: worker memory over many tasks (long; not in the default run).
+    modules = ("bench.bench_rss",) if sys.argv[1:] == ["rss"] else MODULES
     rows: list[Row] = []
-    for name in MODULES:
+    for name in modules:
         if only and not any(part in name for part in only):
             continue
         module = importlib.import_module(name)
@@ -59,8 +64,9 @@ def main() -> int:
     )
     text = header + "\n\n" + _table(rows) + "\n"
     print(text)
-    out = Path(__file__).parent / "results" / "latest.md"
-    out.write_text(text)
+    results = Path(__file__).parent / "results"
+    (results / ("rss.md" if modules != MODULES else "latest.md")).write_text(text)
+    (results / f"{datetime.now(UTC):%Y%m%d-%H%M}.md").write_text(text)
     return 0
 
 

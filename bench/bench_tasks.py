@@ -1,13 +1,15 @@
-"""No-op tasks through relay against raw Celery, same Redis, same pool and prefetch.
+"""Tasks through relay against plain Celery: same Redis, same pool, prefetch, result and event
+settings (``bench.plain_app``), measured in the same run with the order alternating per round.
 
-relay's task is ``relay.canary``: a task record per transition, the retry policy around the
-call, and its effect applied once per idempotency key (a processed-key row). The baseline is a
-plain Celery no-op sent with ``apply_async``. Measured in the same run:
-
-- enqueue rate: relay publishing through the outbox (one transaction per task, the crash-safe
-  path) and directly (``send_task`` with the idempotency key header), against ``apply_async``;
-- drain rate: N tasks queued up front, time until every one has finished;
-- enqueue-to-start latency at a steady 50 tasks/s (p50/p99), from a start probe both workers load.
+- enqueue: relay's outbox (one transaction per task, the crash-safe path; and 100 tasks per
+  transaction with ``enqueue_many``) and relay's direct ``send_task`` against ``apply_async``;
+- drain: N tasks queued up front, then the worker starts; rate from its first task start to the
+  N-th finish, both counted by the same probe (``bench.latency_probe``), never by scanning
+  tables. Two task kinds: a no-op, and a task that writes one row (relay: exactly once per
+  idempotency key inside ``effect()``; plain Celery: an at-least-once insert);
+- enqueue-to-start latency at a steady 50 tasks/s (p50/p99 of every task), the clock taken
+  before the publish call, the worker ready by probe (its pool processes report, and a warm-up
+  task ran through each side) before the first timed send.
 """
 
 from __future__ import annotations
@@ -19,19 +21,24 @@ import subprocess
 import sys
 import time
 import uuid
-from typing import Any
+from collections.abc import Callable
 
 import redis
-from sqlalchemy import func, select
+from sqlalchemy import create_engine, func, select, text
 
-from bench.common import Row, bench_runtime
+from bench.common import Row, bench_runtime, load_average
+from bench.relay_tasks import NOOP, QUEUE, ROW, ROWS_TABLE
 from relay.adapters.broker import celery_redis_url
-from relay.models import ProcessedKey, TaskRecord, TaskStatus
+from relay.events.outbox import Enqueue
+from relay.models import TaskRecord, TaskStatus
 from relay.runtime import Runtime
 
 TASKS = int(os.environ.get("BENCH_TASKS", "5000"))
 LATENCY_TASKS = int(os.environ.get("BENCH_LATENCY_TASKS", "250"))
+ENQUEUE_TASKS = 1000
+BATCH = 100
 CONCURRENCY = 2
+PLAIN_QUEUE = "plain_bench"
 
 
 def _start(argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -43,154 +50,203 @@ def _start(argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
 def _stop(proc: subprocess.Popen[bytes]) -> None:
     os.killpg(proc.pid, signal.SIGTERM)
     try:
-        proc.wait(30)
+        proc.wait(60)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
 
 
-def _wait(condition: Any, timeout: float = 600) -> None:
+def _wait(condition: Callable[[], bool], timeout: float = 600, what: str = "benchmark") -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            raise TimeoutError("benchmark did not finish")
-        time.sleep(0.05)
+            raise TimeoutError(f"{what} did not finish in {timeout:.0f} s")
+        time.sleep(0.02)
 
 
-def _relay_done(runtime: Runtime, prefix: str) -> int:
-    with runtime.db.session() as session:
-        query = select(func.count()).where(ProcessedKey.idempotency_key.like(prefix + "%"))
-        return int(session.scalar(query) or 0)
-
-
-def _percentile(values: list[float], q: float) -> float:
+def percentile(values: list[float], q: float) -> float:
+    """The ``q`` quantile (nearest rank) of ``values``."""
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
+
+
+def _alternate(rounds: int, sides: dict[str, Callable[[], float]]) -> dict[str, list[float]]:
+    """Run each side ``rounds`` times, the order reversed every other round."""
+    results: dict[str, list[float]] = {name: [] for name in sides}
+    order = list(sides)
+    for round_no in range(rounds):
+        for name in order if round_no % 2 == 0 else reversed(order):
+            results[name].append(sides[name]())
+    return results
 
 
 def run(rounds: int) -> list[Row]:
     with bench_runtime() as (_, runtime):
-        url = celery_redis_url(runtime.settings, runtime.redis_url)
-        probe = redis.Redis.from_url(runtime.redis_url)
-        env = dict(
-            os.environ,
-            RELAY_REDIS_URL=runtime.redis_url,
-            RELAY_VAR_DIR=str(runtime.settings.var_dir),
-            RELAY_DATABASE_URL=runtime.settings.database_url,
-            RELAY_LOG_LEVEL="WARNING",
-            BENCH_BROKER=url,
-            BENCH_BACKEND=url,
-            BENCH_PROBE_REDIS=runtime.redis_url,
-            BENCH_PROBE="1",
-        )
-        from celery import Celery
+        return _run(rounds, runtime)
 
-        plain = Celery("plain-client", broker=url, backend=url)
-        plain.conf.task_default_queue = "plain_bench"
-        relay_argv = [sys.executable, "-m", "relay", "worker", "-Q", "monitor",
-                      "-c", str(CONCURRENCY), "-I", "bench.latency_probe"]  # fmt: skip
-        plain_argv = [sys.executable, "-m", "celery", "-A", "bench.plain_app", "worker",
-                      "-Q", "plain_bench", "-c", str(CONCURRENCY), "--without-mingle",
-                      "--without-gossip", "-l", "WARNING"]  # fmt: skip
 
-        def relay_outbox(label: str) -> str:
+def _run(rounds: int, runtime: Runtime) -> list[Row]:
+    url = celery_redis_url(runtime.settings, runtime.redis_url)
+    probe = redis.Redis.from_url(runtime.redis_url)
+    database_url = runtime.settings.database_url
+    engine = create_engine(database_url)
+    with engine.begin() as conn:
+        conn.execute(text(ROWS_TABLE))
+    env = dict(
+        os.environ,
+        RELAY_REDIS_URL=runtime.redis_url,
+        RELAY_VAR_DIR=str(runtime.settings.var_dir),
+        RELAY_DATABASE_URL=database_url,
+        RELAY_LOG_LEVEL="WARNING",
+        BENCH_BROKER=url,
+        BENCH_BACKEND=url,
+        BENCH_PROBE_REDIS=runtime.redis_url,
+        BENCH_DATABASE_URL=database_url,
+    )
+    from celery import Celery
+
+    plain = Celery("plain-client", broker=url, backend=url)
+    plain.conf.update(task_default_queue=PLAIN_QUEUE, task_send_sent_event=True)
+    relay_argv = [sys.executable, "-m", "relay", "worker", "-Q", QUEUE,
+                  "-c", str(CONCURRENCY), "-I", "bench.relay_tasks"]  # fmt: skip
+    plain_argv = [sys.executable, "-m", "celery", "-A", "bench.plain_app", "worker",
+                  "-Q", PLAIN_QUEUE, "-c", str(CONCURRENCY), "--without-mingle",
+                  "--without-gossip", "-l", "WARNING"]  # fmt: skip
+    rows: list[Row] = []
+    database = "PostgreSQL" if not runtime.db.is_sqlite else "SQLite"
+
+    def relay_send(name: str, task_id: str, label: str) -> None:
+        runtime.celery.send_task(
+            name, args=[label], task_id=task_id, queue=QUEUE,
+            headers={"idempotency_key": label},
+        )  # fmt: skip
+
+    def plain_send(name: str, task_id: str, label: str) -> None:
+        plain.send_task(name, args=[label], task_id=task_id, queue=PLAIN_QUEUE)
+
+    # --- enqueue (no worker running) ------------------------------------------------------------
+    def outbox_one() -> float:
+        tag = uuid.uuid4().hex[:8]
+        started = time.perf_counter()
+        for i in range(ENQUEUE_TASKS):
             with runtime.db.transaction() as session:
-                row = runtime.outbox.enqueue(
-                    session, "relay.canary", args=[label], idempotency_key=label
+                runtime.outbox.enqueue(
+                    session, NOOP.name, args=[i], idempotency_key=f"o{tag}-{i}", queue=QUEUE
                 )
-            return row.id
+        return ENQUEUE_TASKS / (time.perf_counter() - started)
 
-        def relay_direct(label: str) -> str:
-            task_id = str(uuid.uuid4())
-            runtime.celery.send_task(
-                "relay.canary", args=[label], task_id=task_id, queue="monitor",
-                headers={"idempotency_key": label}, ignore_result=True,
-            )  # fmt: skip
-            return task_id
+    def outbox_batch() -> float:
+        tag = uuid.uuid4().hex[:8]
+        started = time.perf_counter()
+        for b in range(ENQUEUE_TASKS // BATCH):
+            with runtime.db.transaction() as session:
+                runtime.outbox.enqueue_many(
+                    session,
+                    (
+                        Enqueue(NOOP.name, args=[i], idempotency_key=f"b{tag}-{b}-{i}", queue=QUEUE)
+                        for i in range(BATCH)
+                    ),
+                )
+        return ENQUEUE_TASKS / (time.perf_counter() - started)
 
-        def plain_send(label: str) -> str:
-            return str(plain.send_task("plain.noop", args=[label], ignore_result=True).id)
+    def plain_rate() -> float:
+        started = time.perf_counter()
+        for i in range(ENQUEUE_TASKS):
+            plain.send_task("plain.noop", args=[i], queue=PLAIN_QUEUE)
+        return ENQUEUE_TASKS / (time.perf_counter() - started)
 
-        results: dict[str, list[float]] = {}
-
-        def enqueue_rate(fn: Any, prefix: str, n: int) -> float:
-            started = time.perf_counter()
-            for i in range(n):
-                fn(f"{prefix}{i}")
-            return n / (time.perf_counter() - started)
-
-        # Enqueue rates with no worker running (nothing else competes for the machine).
-        for _ in range(rounds):
-            tag = uuid.uuid4().hex[:6]
-            results.setdefault("outbox", []).append(enqueue_rate(relay_outbox, f"o{tag}-", 1000))
-            results.setdefault("direct", []).append(enqueue_rate(relay_direct, f"d{tag}-", 1000))
-            results.setdefault("plain", []).append(enqueue_rate(plain_send, f"p{tag}-", 1000))
-        probe.delete("monitor", "plain_bench")
-
-        # Drain: N queued up front, then the worker starts; time from its first task to the last.
-        def drain(argv: list[str], send: Any, done: Any, prefix: str) -> float:
-            probe.delete("bench:starts")
-            for i in range(TASKS):
-                send(f"{prefix}{i}")
-            worker = _start(argv, env)
-            try:
-                _wait(lambda: probe.hlen("bench:starts") > 0)
-                first = min(float(v) for v in probe.hvals("bench:starts"))
-                _wait(lambda: done(prefix) >= TASKS)
-                return TASKS / (time.time() - first)
-            finally:
-                _stop(worker)
-
-        for _ in range(rounds):
-            tag = uuid.uuid4().hex[:6]
-            results.setdefault("relay_drain", []).append(
-                drain(relay_argv, relay_direct, lambda p: _relay_done(runtime, p), f"r{tag}-")
-            )
-            results.setdefault("plain_drain", []).append(
-                drain(plain_argv, plain_send,
-                      lambda p: probe.hlen("bench:starts") if probe.llen("plain_bench") == 0
-                      else 0, f"q{tag}-")
-            )  # fmt: skip
-
-        # Latency at a steady 50 tasks/s with the worker running.
-        def latency(argv: list[str], send: Any) -> list[float]:
-            probe.delete("bench:starts")
-            worker = _start(argv, env)
-            sent: dict[str, float] = {}
-            try:
-                time.sleep(3)  # let the worker come up before the clock starts
-                for i in range(LATENCY_TASKS):
-                    due = time.perf_counter() + 1 / 50
-                    task_id = send(f"l{uuid.uuid4().hex[:8]}-{i}")
-                    sent[task_id] = time.time()
-                    time.sleep(max(0.0, due - time.perf_counter()))
-                _wait(lambda: probe.hlen("bench:starts") >= LATENCY_TASKS, timeout=60)
-                starts = {
-                    str(k, "utf-8"): float(v) for k, v in probe.hgetall("bench:starts").items()
-                }
-                return [(starts[t] - s) * 1000 for t, s in sent.items() if t in starts]
-            finally:
-                _stop(worker)
-
-        relay_latency = latency(relay_argv, relay_direct)
-        plain_latency = latency(plain_argv, plain_send)
-        with runtime.db.session() as session:
-            dead = session.scalar(select(func.count()).where(TaskRecord.status == TaskStatus.DEAD))
-        assert not dead, "benchmark tasks failed"
-        probe.close()
-
+    enqueue = _alternate(rounds, {"outbox": outbox_one, "batch": outbox_batch, "plain": plain_rate})
+    runtime.outbox.flush()
+    load = load_average()
     med = statistics.median
-    database = "PostgreSQL" if os.environ.get("RELAY_DATABASE_URL") else "SQLite"
-    return [
-        Row("enqueue, outbox (own transaction each)", med(results["outbox"]), med(results["plain"]),
-            "/s", True, f"crash-safe path; {database}; baseline: plain apply_async"),
-        Row("enqueue, direct (send_task + key header)", med(results["direct"]),
-            med(results["plain"]), "/s", True, "baseline: plain apply_async"),
-        Row(f"drain {TASKS} no-op tasks, {CONCURRENCY} processes", med(results["relay_drain"]),
-            med(results["plain_drain"]), "/s", True,
-            f"relay: record + retry policy + idempotency ({database}); prefork, prefetch 1"),
-        Row("enqueue→start p50 at 50/s", _percentile(relay_latency, 0.5),
-            _percentile(plain_latency, 0.5), "ms", False, "start probe in both workers"),
-        Row("enqueue→start p99 at 50/s", _percentile(relay_latency, 0.99),
-            _percentile(plain_latency, 0.99), "ms", False, ""),
-    ]  # fmt: skip
+    rows.append(Row("enqueue, outbox, one task per transaction", med(enqueue["outbox"]),
+                    med(enqueue["plain"]), "/s", True,
+                    f"crash-safe path ({database}); baseline: apply_async", load))  # fmt: skip
+    rows.append(Row(f"enqueue, outbox, {BATCH} tasks per transaction", med(enqueue["batch"]),
+                    med(enqueue["plain"]), "/s", True,
+                    "enqueue_many, one broker connection per commit", load))  # fmt: skip
+    probe.delete(QUEUE, PLAIN_QUEUE)
+
+    # --- drain ----------------------------------------------------------------------------------
+    def drain(argv: list[str], send: Callable[[str, str, str], None], task: str) -> float:
+        probe.delete("bench:first", "bench:done", "bench:ready")
+        tag = uuid.uuid4().hex[:8]
+        for i in range(TASKS):
+            send(task, str(uuid.uuid4()), f"d{tag}-{i}")
+        worker = _start(argv, {**env, "BENCH_PROBE": "count"})
+        try:
+            _wait(lambda: int(probe.get("bench:done") or 0) >= TASKS, what="drain")
+            finished = time.time()
+            return TASKS / (finished - float(probe.get("bench:first") or 0))
+        finally:
+            _stop(worker)
+
+    for kind, relay_task, plain_task, note in (
+        ("no-op", NOOP.name, "plain.noop", "relay: records, retry policy, metrics"),
+        ("one-row", ROW.name, "plain.row",
+         f"relay: row + key exactly once ({database}); plain: at-least-once insert"),
+    ):  # fmt: skip
+        drained = _alternate(
+            rounds,
+            {
+                "relay": lambda t=relay_task: drain(relay_argv, relay_send, t),  # type: ignore[misc]
+                "plain": lambda t=plain_task: drain(plain_argv, plain_send, t),  # type: ignore[misc]
+            },
+        )
+        rows.append(Row(f"drain {TASKS:,} {kind} tasks, {CONCURRENCY} processes",
+                        med(drained["relay"]), med(drained["plain"]), "/s", True,
+                        note + "; prefork, prefetch 1", load_average()))  # fmt: skip
+    with engine.begin() as conn:
+        written = conn.execute(text("SELECT count(*) FROM bench_rows")).scalar_one()
+        conn.execute(text("DROP TABLE bench_rows"))
+    engine.dispose()
+    expected = TASKS * rounds * 2
+    assert written == expected, f"{written} rows written, {expected} expected"
+
+    # --- latency --------------------------------------------------------------------------------
+    def latency(argv: list[str], send: Callable[[str, str, str], None], task: str) -> list[float]:
+        probe.delete("bench:starts", "bench:ready")
+        worker = _start(argv, {**env, "BENCH_PROBE": "latency"})
+        try:
+            _wait(lambda: int(probe.get("bench:ready") or 0) >= CONCURRENCY, 120, "worker start")
+            for _ in range(CONCURRENCY * 2):  # warm-up: every pool process has run a task
+                send(task, str(uuid.uuid4()), f"w{uuid.uuid4().hex[:8]}")
+            _wait(lambda: probe.hlen("bench:starts") >= CONCURRENCY * 2, 120, "warm-up")
+            probe.delete("bench:starts")
+            sent: dict[str, float] = {}
+            for i in range(LATENCY_TASKS):
+                due = time.perf_counter() + 1 / 50
+                task_id = str(uuid.uuid4())
+                sent[task_id] = time.time()  # before the publish call
+                send(task, task_id, f"l{uuid.uuid4().hex[:8]}-{i}")
+                time.sleep(max(0.0, due - time.perf_counter()))
+            ids = list(sent)
+            _wait(lambda: None not in probe.hmget("bench:starts", ids), 120, "latency")
+            starts = [float(v) for v in probe.hmget("bench:starts", ids)]  # type: ignore[arg-type]
+            return [(start - sent[t]) * 1000 for t, start in zip(ids, starts, strict=True)]
+        finally:
+            _stop(worker)
+
+    samples: dict[str, list[float]] = {"relay": [], "plain": []}
+    try:
+        for round_no in range(rounds):
+            pair = [
+                ("relay", lambda: latency(relay_argv, relay_send, NOOP.name)),
+                ("plain", lambda: latency(plain_argv, plain_send, "plain.noop")),
+            ]
+            for side, fn in pair if round_no % 2 == 0 else reversed(pair):
+                samples[side].extend(fn())
+    except TimeoutError as exc:
+        print(f"latency not measured: {exc}", file=sys.stderr)
+        return rows
+    load = load_average()
+    with runtime.db.session() as session:
+        dead = session.scalar(select(func.count()).where(TaskRecord.status == TaskStatus.DEAD))
+    assert not dead, "benchmark tasks failed"
+    probe.close()
+    count = len(samples["relay"])
+    for q in (0.5, 0.99):
+        rows.append(Row(f"enqueue→start p{round(q * 100)} at 50/s", percentile(samples["relay"], q),
+                        percentile(samples["plain"], q), "ms", False,
+                        f"{count} samples per side; clock before publish", load))  # fmt: skip
+    return rows

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import statistics
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from relay.app_factory import create_app
@@ -25,6 +26,8 @@ class Row:
     unit: str
     higher_is_better: bool
     note: str = ""
+    # The 1-minute load average when the row was measured (the machine is shared).
+    load: float = field(default_factory=lambda: load_average())
 
     @property
     def ratio(self) -> float:
@@ -32,6 +35,11 @@ class Row:
         if self.higher_is_better:
             return self.relay / self.baseline
         return self.baseline / self.relay
+
+
+def load_average() -> float:
+    """The 1-minute load average now."""
+    return os.getloadavg()[0]
 
 
 def best_of(rounds: int, fn: Callable[[], float]) -> float:

@@ -176,6 +176,15 @@ SAVE_NODE_EXECUTION = TaskSpec(
     retry=_STORAGE_RETRY,
 )
 
+# Many node execution snapshots of one producer in one message and one transaction.
+SAVE_NODE_EXECUTIONS = TaskSpec(
+    "relay.workflow_storage.save_node_executions",
+    "workflow_storage",
+    soft_time_limit=60,
+    time_limit=90,
+    retry=_STORAGE_RETRY,
+)
+
 # Workflow runs on the tenant's plan queue (WORKFLOW_QUEUE_BY_PLAN). Never retried: a run's
 # side effects (LLM calls, HTTP requests) must not happen twice; a lost worker's run is
 # failed by the reaper. Limits sit above RELAY_WORKFLOW_MAX_TIME (1200 s), which the engine
@@ -223,6 +232,7 @@ TASKS: tuple[TaskSpec, ...] = (
     RUN_WORKFLOW,
     REMOVE_APP,
     CHECK_HEALTH,
+    SAVE_NODE_EXECUTIONS,
 )
 
 BEAT: tuple[BeatSpec, ...] = (

@@ -56,7 +56,7 @@ from relay.streaming.spooled import SpoolingRunChannel, stream_replayer
 from relay.worker.alerting import AlertDeadTasks
 from relay.worker.celery_app import RelayCelery
 from relay.worker.deliveries import DeliveryGuard, RedisDeliveryCounts
-from relay.worker.effects import IdempotentEffects, SqlEffects
+from relay.worker.effects import IdempotentEffects, RedisEffects, SqlEffects
 from relay.worker.lifecycle import RetryPolicyMiddleware, TaskLifecycle
 from relay.worker.metrics import TaskMetrics
 from relay.worker.middleware import TaskChain
@@ -203,7 +203,7 @@ def _task_chain(runtime: Runtime) -> None:
         ArgumentCheck(),
         # Inside the lease: only the copy the scheduler lets run is recorded as started.
         runtime.lifecycle,
-        IdempotentEffects(SqlEffects(runtime.db)),
+        IdempotentEffects(SqlEffects(runtime.db), RedisEffects(runtime.redis)),
         ReportFailures(runtime.errors),
         AlertDeadTasks(AlertManager.from_settings(runtime.settings, runtime.redis)),
     )

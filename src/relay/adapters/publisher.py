@@ -6,7 +6,8 @@ the fair dispatcher publish through it and know nothing else of the broker.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any, Protocol
 
 
@@ -22,3 +23,19 @@ class TaskPublisher(Protocol):
     ) -> Any:
         """Publish task ``name``; options: ``task_id``, ``queue``, ``headers``, ``retries``."""
         ...
+
+
+@contextmanager
+def one_connection(publisher: TaskPublisher) -> Iterator[dict[str, Any]]:
+    """Options that make a run of ``send_task`` calls share one broker connection.
+
+    A Celery app hands out one producer (connection and channel) for the whole run, instead of
+    taking one from its pool and putting it back per message; other publishers (the in-memory
+    broker, wrappers around the port) get no extra options and publish as usual.
+    """
+    acquire = getattr(publisher, "producer_or_acquire", None)
+    if acquire is None:
+        yield {}
+        return
+    with acquire() as producer:
+        yield {"producer": producer}

@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import exc as exc_module
 from sqlalchemy.orm import Session, sessionmaker
 
 from relay.adapters.private_files import private_dir, private_file, sqlite_path
@@ -35,6 +36,12 @@ LOCK_WAIT = 30.0
 # The driver's own (blocking) busy wait per attempt: short, so a waiting gevent process stays
 # responsive; between attempts the wait is a cooperative sleep.
 BUSY_TIMEOUT_MS = 5
+# A pooled PostgreSQL connection idle for longer than this is pinged before use (a server restart
+# or an idle timeout may have closed it). A connection in steady use is not: a ping per checkout
+# is a round trip per task. A busy connection the server dropped fails its statement once, the
+# pool is invalidated, and the caller's outage handling (a 503, a task retry) takes over.
+PING_IDLE_SECONDS = 10.0
+_IDLE_SINCE = "relay_idle_since"
 _READ_OPTION = "relay_read_only"
 _AFTER_COMMIT = "relay_after_commit"
 _AFTER_COMMIT_HOOKED = "relay_after_commit_hooked"
@@ -43,20 +50,29 @@ _AFTER_COMMIT_HOOKED = "relay_after_commit_hooked"
 class Database:
     """Engine and session factory for one process."""
 
-    def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        echo: bool = False,
+        ping_idle: float = PING_IDLE_SECONDS,
+    ) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         kwargs: dict[str, Any] = {"echo": echo, "future": True}
         if self.is_sqlite:
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
         else:
-            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+            kwargs.update(pool_size=pool_size, max_overflow=pool_size)
             # An unreachable server fails a request in seconds (503), not after the OS's
             # TCP timeout; a full pool likewise (sqlalchemy's TimeoutError is an outage too).
             kwargs.update(connect_args={"connect_timeout": 5}, pool_timeout=10)
         self.engine: Engine = create_engine(url, **kwargs)
         if self.is_sqlite:
             _configure_sqlite(self.engine)
+        else:
+            _ping_when_idle(self.engine, ping_idle)
         # The after-commit hooks are listened for once per factory, not once per session: a
         # per-session ``event.listen`` costs more than a small transaction.
         hooked = {_AFTER_COMMIT_HOOKED: True}
@@ -115,6 +131,27 @@ def _configure_sqlite(engine: Engine) -> None:
             conn.exec_driver_sql("BEGIN")
             return
         begin_immediate(conn.connection.dbapi_connection)
+
+
+def _ping_when_idle(engine: Engine, idle: float) -> None:
+    """Ping a pooled connection on checkout only when it sat idle for more than ``idle`` seconds;
+    a dead one is replaced by a fresh connection (the pool retries on ``DisconnectionError``)."""
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_conn: Any, record: Any) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get(_IDLE_SINCE)
+        if since is None or time.monotonic() - since <= idle:
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi_conn)
+        except Exception as exc:
+            raise exc_module.DisconnectionError("idle connection is gone") from exc
+        if not alive:
+            raise exc_module.DisconnectionError("idle connection is gone")
 
 
 def begin_immediate(dbapi_conn: Any, wait: float = LOCK_WAIT) -> None:

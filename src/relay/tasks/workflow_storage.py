@@ -20,11 +20,15 @@ Every query is scoped by the payload's tenant, which must match the message's te
 from __future__ import annotations
 
 import logging
+from collections import Counter
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 from pydantic import field_validator as validator
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -155,6 +159,22 @@ def save_node_execution(self: RelayTask, execution: dict[str, Any]) -> dict[str,
     return {"id": snapshot.id, "outcome": outcome}
 
 
+@relay_task(catalog.SAVE_NODE_EXECUTIONS)
+def save_node_executions(
+    self: RelayTask, executions: list[dict[str, Any]]
+) -> dict[str, int] | dict[str, str]:
+    """Upsert many node execution snapshots in one transaction (see ``store_node_executions``);
+    returns the outcome counts, or ``{"skipped": "duplicate"}``."""
+    if not isinstance(executions, list):
+        raise FatalTaskError("executions must be a list of node execution snapshots")
+    tenant_id = self.tenant_id
+    snapshots = _parse_nodes(executions, tenant_id)
+    with self.effect() as session:
+        if session is None:
+            return {"skipped": "duplicate"}
+        return _upsert_nodes(session, self.runtime.db.is_sqlite, snapshots)
+
+
 def store_run(db: Database, run: dict[str, Any]) -> str:
     """Upsert a run snapshot now, in a transaction of its own (the outcome, as ``save_run``).
 
@@ -165,6 +185,81 @@ def store_run(db: Database, run: dict[str, Any]) -> str:
         outcome = _upsert_run(session, snapshot)
     _log(catalog.SAVE_WORKFLOW_RUN.name, snapshot.id, outcome)
     return outcome
+
+
+def store_node_executions(
+    db: Database, executions: Sequence[Any], tenant_id: str | None = None
+) -> dict[str, int]:
+    """Upsert many node execution snapshots in one transaction; returns outcome counts.
+
+    The same rule as ``save_node_execution``, applied in order, coalesced: the runs are read in
+    one query, the stored rows locked in one, and the new rows inserted in one statement; only
+    rows that exist (or that a concurrent save inserted first) are compared one by one. A batch
+    naming another tenant than ``tenant_id``, or a run of another tenant or app, is refused
+    whole (``FatalTaskError``); one whose run is not stored yet is retried whole.
+    """
+    snapshots = _parse_nodes(executions, tenant_id)
+    with db.transaction() as session:
+        return _upsert_nodes(session, db.is_sqlite, snapshots)
+
+
+def _parse_nodes(executions: Sequence[Any], tenant_id: str | None) -> list[NodeExecutionSnapshot]:
+    snapshots = [_parse(NodeExecutionSnapshot, e) for e in executions]
+    if tenant_id is not None and any(s.tenant_id != tenant_id for s in snapshots):
+        raise FatalTaskError("a node execution of the batch names another tenant")
+    return snapshots
+
+
+def _upsert_nodes(
+    session: Session, is_sqlite: bool, snapshots: list[NodeExecutionSnapshot]
+) -> dict[str, int]:
+    outcomes: Counter[str] = Counter()
+    if snapshots:
+        run_ids = {s.workflow_run_id for s in snapshots}
+        runs = {
+            r.id: r for r in session.scalars(select(WorkflowRun).where(WorkflowRun.id.in_(run_ids)))
+        }
+        for snapshot in snapshots:
+            run = runs.get(snapshot.workflow_run_id)
+            if run is None:
+                raise RetryableTaskError(
+                    f"workflow run {snapshot.workflow_run_id} is not stored yet"
+                )
+            if (run.tenant_id, run.app_id) != (snapshot.tenant_id, snapshot.app_id):
+                raise FatalTaskError(f"workflow run {run.id} belongs to another tenant or app")
+        ids = {s.id for s in snapshots}
+        rows = _locked_rows(session, ids)
+        fresh: dict[str, dict[str, Any]] = {}
+        for snapshot in snapshots:
+            if snapshot.id not in rows and snapshot.id not in fresh:
+                values = snapshot.model_dump()
+                if values.get("created_at") is None:
+                    values["created_at"] = utcnow()
+                fresh[snapshot.id] = values
+        inserted: set[str] = set()
+        if fresh:
+            dialect = sqlite if is_sqlite else postgresql
+            table = WorkflowNodeExecution.__table__
+            statement = (
+                dialect.insert(table)
+                .on_conflict_do_nothing(index_elements=["id"])
+                .returning(table.c.id)
+            )
+            inserted = set(session.scalars(statement, list(fresh.values())))
+        # Rows inserted concurrently by another save, and rows this batch inserted and then
+        # snapshots again: compared like stored rows.
+        counts = Counter(s.id for s in snapshots)
+        again = {i for i in fresh if i not in inserted or counts[i] > 1}
+        if again:
+            rows.update(_locked_rows(session, again))
+        first = set(inserted)
+        for snapshot in snapshots:
+            if snapshot.id in first:
+                first.discard(snapshot.id)  # its first snapshot is the row just inserted
+                outcomes["inserted"] += 1
+                continue
+            outcomes[_apply_node(rows[snapshot.id], snapshot)] += 1
+    return dict(outcomes)
 
 
 S = TypeVar("S", bound=_Snapshot)
@@ -205,6 +300,11 @@ def _upsert_node(session: Session, snapshot: NodeExecutionSnapshot) -> str:
         row = _insert(session, WorkflowNodeExecution, snapshot)
         if row is None:
             return "inserted"
+    return _apply_node(row, snapshot)
+
+
+def _apply_node(row: WorkflowNodeExecution, snapshot: NodeExecutionSnapshot) -> str:
+    """Apply ``snapshot`` to the stored (locked) ``row`` unless it is older."""
     _same_owner(row, snapshot)
     if row.workflow_run_id != snapshot.workflow_run_id:
         raise FatalTaskError(f"node execution {row.id} belongs to another run")
@@ -213,6 +313,12 @@ def _upsert_node(session: Session, snapshot: NodeExecutionSnapshot) -> str:
         return "ignored"
     _assign(row, snapshot, _NODE_IDENTITY)
     return "updated"
+
+
+def _locked_rows(session: Session, ids: set[str]) -> dict[str, WorkflowNodeExecution]:
+    """The stored node executions among ``ids``, locked until commit, in one query."""
+    query = select(WorkflowNodeExecution).where(WorkflowNodeExecution.id.in_(ids))
+    return {row.id: row for row in session.scalars(query.with_for_update())}
 
 
 M = TypeVar("M", WorkflowRun, WorkflowNodeExecution)

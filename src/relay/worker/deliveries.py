@@ -31,6 +31,11 @@ log = logging.getLogger(__name__)
 _COUNTED = "relay.delivery_counted"
 # Long enough for any retry schedule (the infrastructure policy spans about ten minutes).
 _TTL = 7 * 24 * 3600
+_END = """
+local left = redis.call('DECR', KEYS[1])
+if left <= 0 then redis.call('DEL', KEYS[1]) end
+return left
+"""
 
 
 class DeliveriesExhausted(TaskError):
@@ -53,6 +58,7 @@ class RedisDeliveryCounts:
 
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
+        self._end = client.register_script(_END)
 
     @staticmethod
     def key(task_id: str) -> str:
@@ -66,8 +72,8 @@ class RedisDeliveryCounts:
         return int(count)
 
     def end(self, task_id: str) -> None:
-        if int(self.client.decr(self.key(task_id))) <= 0:
-            self.client.delete(self.key(task_id))
+        # One round trip: the decrement, and the key's removal once nothing is left.
+        self._end(keys=[self.key(task_id)])
 
 
 class MemoryDeliveryCounts:

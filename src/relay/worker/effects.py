@@ -2,7 +2,8 @@
 
 ``EffectStore`` is the port (the processed-key claim and the transaction it lives in);
 ``SqlEffects`` keeps the keys in the ``processed_keys`` table, claimed in the same transaction as
-the effect. ``IdempotentEffects`` is the middleware that hands the store to each task execution.
+the effect; ``RedisEffects`` keeps them in Redis, claimed in the same ``MULTI`` as an effect that
+lives in Redis. ``IdempotentEffects`` is the middleware that hands the store to each task execution.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any
 
+from redis.exceptions import WatchError
 from sqlalchemy.dialects import postgresql, sqlite
 
 from relay.adapters.sql import Database
@@ -20,6 +22,8 @@ from relay.models import ProcessedKey, utcnow
 from relay.worker.middleware import TaskCall, TaskMiddleware
 
 if TYPE_CHECKING:
+    import redis
+    from redis.client import Pipeline
     from sqlalchemy.orm import Session
 
 log = logging.getLogger(__name__)
@@ -88,11 +92,63 @@ class SqlEffects(EffectStore):
             return session.get(ProcessedKey, key) is not None
 
 
-class IdempotentEffects(TaskMiddleware):
-    """Hands the effect store to every execution (``RelayTask.effect()`` uses it)."""
+class RedisEffects:
+    """Processed keys in Redis, for effects that live in Redis: claimed in the same ``MULTI`` as
+    the effect's own commands, so the key and the effect are applied together or not at all.
 
-    def __init__(self, store: EffectStore) -> None:
+    ``effect()`` watches the key, yields a transactional pipeline for the effect's commands (or
+    ``None`` when the key is there), then executes them with ``SET key NX EX ttl`` in one
+    ``EXEC``. A concurrent duplicate that claimed the key in between makes ``EXEC`` fail; the
+    key is then read again, and this execution skips. The key expires after ``ttl`` seconds
+    (redeliveries come within hours; a key kept forever would grow Redis without bound).
+    """
+
+    PREFIX = "relay:effect:"
+
+    def __init__(self, client: redis.Redis, ttl: int = 7 * 86400) -> None:
+        self.redis = client
+        self.ttl = ttl
+
+    @contextmanager
+    def effect(self, task_name: str, key: str | None) -> Iterator[Pipeline | None]:
+        with self.redis.pipeline(transaction=True) as pipe:
+            name = self.PREFIX + key if key is not None else None
+            if name is not None:
+                pipe.watch(name)  # type: ignore[no-untyped-call]
+                if pipe.exists(name):
+                    log.info(
+                        "duplicate delivery skipped",
+                        extra={"action": "task.duplicate", "task": task_name, "key": key},
+                    )
+                    yield None
+                    return
+            pipe.multi()
+            yield pipe
+            if name is not None:
+                pipe.set(name, task_name, nx=True, ex=self.ttl)
+            try:
+                pipe.execute()
+            except WatchError:
+                # Another delivery applied the effect first: this one's commands were dropped.
+                log.info(
+                    "duplicate delivery skipped",
+                    extra={"action": "task.duplicate", "task": task_name, "key": key},
+                )
+
+    def processed(self, key: str) -> bool:
+        """Whether ``key``'s Redis effect was applied."""
+        return bool(self.redis.exists(self.PREFIX + key))
+
+
+class IdempotentEffects(TaskMiddleware):
+    """Hands the effect stores to every execution (``RelayTask.effect()`` and
+    ``RelayTask.redis_effect()`` use them)."""
+
+    def __init__(self, store: EffectStore, redis_store: RedisEffects | None = None) -> None:
         self.store = store
+        self.redis_store = redis_store
 
     def on_start(self, call: TaskCall) -> None:
         call.context["effects"] = self.store
+        if self.redis_store is not None:
+            call.context["redis_effects"] = self.redis_store

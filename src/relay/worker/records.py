@@ -55,7 +55,7 @@ class RecordWriter:
     """Buffers task-record transitions and upserts them in batches from a background thread."""
 
     def __init__(
-        self, db: Database, interval: float = 0.1, *, background: Background | None = None
+        self, db: Database, interval: float = 0.5, *, background: Background | None = None
     ) -> None:
         self.db = db
         self._batch: Batcher[str, dict[str, Any]] = Batcher(

@@ -18,10 +18,11 @@ from celery.exceptions import Ignore, Reject, Retry
 from relay.catalog import TaskSpec, spec_or_default
 from relay.errors import TaskError
 from relay.retry import RetryPolicy
-from relay.worker.effects import EffectStore
+from relay.worker.effects import EffectStore, RedisEffects
 from relay.worker.middleware import TaskCall, TaskChain, current_call, relay_headers
 
 if TYPE_CHECKING:
+    from redis.client import Pipeline
     from sqlalchemy.orm import Session
 
 IDEMPOTENCY_HEADER = "idempotency_key"
@@ -155,6 +156,22 @@ class ChainedTask(Task):  # type: ignore[misc]
         call, store = self._effects()
         with store.effect(self.name, store.key(call.idempotency_key, scope)) as session:
             yield session
+
+    @contextmanager
+    def redis_effect(self, scope: str | None = None) -> Iterator[Pipeline | None]:
+        """A Redis effect applied at most once per idempotency key (and ``scope``).
+
+        Yields a transactional pipeline to queue the effect's commands on (they run in one
+        ``MULTI``/``EXEC`` together with the key's claim), or ``None`` when the key was claimed
+        already: the caller must then do nothing. Nothing is read back inside: the commands run
+        when the block ends. An exception in the block applies nothing and claims nothing.
+        """
+        call, store = self._effects()
+        redis_store = call.context.get("redis_effects")
+        if not isinstance(redis_store, RedisEffects):
+            raise TaskError(f"{self.name}: redis_effect() needs a RedisEffects store on the chain")
+        with redis_store.effect(self.name, store.key(call.idempotency_key, scope)) as pipe:
+            yield pipe
 
     def already_processed(self, scope: str | None = None) -> bool:
         """Cheap read-only check before expensive work; ``effect()`` remains the real guard."""
