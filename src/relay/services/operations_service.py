@@ -10,7 +10,6 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from pydantic import BaseModel, ConfigDict
 from sqlalchemy import func, select
 
 from relay.config import Plan
@@ -24,6 +23,7 @@ from relay.monitoring.queues import QueueStatus, QueueThresholds, evaluate
 from relay.runtime import Runtime
 from relay.scheduling.metrics import tenant_snapshot
 from relay.scheduling.tenant_queue import WaitHistogram
+from relay.services.task_record_service import TaskRecordView
 
 THROUGHPUT_WINDOW = timedelta(hours=1)
 FAILED = (TaskStatus.FAILURE.value, TaskStatus.DEAD.value)
@@ -83,24 +83,11 @@ class TenantShare:
     waits: int
 
 
-class TaskDetail(BaseModel):
+class TaskDetail(TaskRecordView):
     """One task record as an operator reads it (arguments left out: they may carry secrets)."""
 
-    model_config = ConfigDict(frozen=True)
-
-    id: str
-    name: str
-    queue: str
-    tenant_id: str | None
-    status: str
-    attempts: int
-    worker: str | None
-    error: str | None
     traceback: str | None
     idempotency_key: str | None
-    enqueued_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
     heartbeat_at: datetime | None
     updated_at: datetime
 
