@@ -69,7 +69,7 @@ def test_a_killed_workers_run_still_ends_with_a_terminal_event(
             if worker.poll() is None:
                 os.killpg(worker.pid, signal.SIGKILL)
                 worker.wait()
-        assert seen[-1] == "error", (seen[-5:], (tmp_path / "worker.log").read_text()[-2000:])
+        assert seen[-1] == "run_error", (seen[-5:], (tmp_path / "worker.log").read_text()[-2000:])
         assert '"code":"worker_lost"' in last_data
         assert seen.count("text_chunk") < 100
         detail = client.client.get(f"/v1/workflows/runs/{run_id}", params={"user": "alice"})

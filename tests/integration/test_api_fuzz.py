@@ -226,6 +226,7 @@ AREAS = [
     "/v1/chat-messages",
     "/v1/ping-task",
     "/v1/tasks",
+    "/v1/tool-providers",
 ]
 MODES = [GenerationMode.POSITIVE, GenerationMode.NEGATIVE]
 # No server errors, every answer as documented (status, content type, headers, body schema),

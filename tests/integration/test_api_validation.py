@@ -43,7 +43,7 @@ def test_a_draft_that_cannot_run_is_refused_naming_node_and_field(
 ) -> None:
     app_id = _app(api, tenant)
 
-    unknown = _save(api, tenant, app_id, _chain(START, node("t1", "agent"), END))
+    unknown = _save(api, tenant, app_id, _chain(START, node("t1", "datasource"), END))
     assert _problems(unknown) == [("t1", "type")]
     assert "t1" in unknown.json["message"]
 
@@ -82,7 +82,7 @@ def test_publishing_checks_the_draft_again(api: Api, tenant: TenantCredentials) 
     with api.runtime.db.transaction() as session:
         row = session.get(App, app_id)
         assert row is not None
-        row.draft_workflow = _chain(START, node("x", "agent"), END)
+        row.draft_workflow = _chain(START, node("x", "datasource"), END)
     refused = api.call("POST", f"/v1/apps/{app_id}/workflows/publish", tenant)
     assert _problems(refused) == [("x", "type")]
     (row,) = api.rows(App, id=app_id)
