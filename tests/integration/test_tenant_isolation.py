@@ -20,7 +20,10 @@ from relay.models import Base, WorkflowRun
 from relay.services.run_streams import end_user_id
 from tests.integration.test_api_support import Api, TenantCredentials, captured_events
 
-EXCLUDED_PREFIXES = ("/v1/tenants",)
+# Tool providers are named by the tenant within its own namespace (the same name in another
+# tenant is another provider, and a PUT creates the caller's own): their scoping is checked in
+# test_api_tool_providers.py.
+EXCLUDED_PREFIXES = ("/v1/tenants", "/v1/tool-providers")
 IGNORED_METHODS = {"HEAD", "OPTIONS"}
 
 GRAPH = {"nodes": [{"id": "start", "data": {"type": "start"}}], "edges": []}
@@ -44,6 +47,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("PUT", "/v1/datasets/<dataset_id>/documents/<document_id>/disable"): {},
     ("POST", "/v1/dead-letters/<letter_id>/replay"): {},
     ("POST", "/v1/workflows/runs/<run_id>/stop"): {"user": "u"},
+    ("POST", "/v1/workflows/runs/<run_id>/stream-token"): {"user": "u"},
     ("POST", "/v1/apps/<app_id>/api-keys"): {"name": "k"},
 }
 # Query strings some endpoints need besides their path (runs are read by their end user).
