@@ -27,6 +27,7 @@ from tests.chaos.drills import (
     start_worker,
     worker_env,
 )
+from tests.integration.test_api_support import Api, admin_settings
 from tests.outages import OwnRedis
 from tests.waiting import wait_until
 
@@ -57,13 +58,14 @@ def _drill(settings: Settings, tmp_path: Path, *, aof: bool, tasks: int) -> None
             "celery": settings.celery.model_copy(update={"stale_after": 2.0, "lost_after": 2.0}),
         }
     )
-    app = create_app(own)
+    app = create_app(admin_settings(own))
     runtime: Runtime = app.extensions["relay"]
     Base.metadata.create_all(runtime.db.engine)
     env = worker_env(runtime)
     log = tmp_path / "workers.log"
     workers = [start_worker(env, f"rc-{i}@drill", log, concurrency=2) for i in (0, 1)]
     client = app.test_client()
+    probe = Api(app).create_tenant("probe", plan="enterprise")
     answers: Counter[int] = Counter()
     restarts = 0
 
@@ -83,7 +85,11 @@ def _drill(settings: Settings, tmp_path: Path, *, aof: bool, tasks: int) -> None
         server.kill()
         fault = time.monotonic()
         while time.monotonic() - fault < 3:
-            answers[client.post("/v1/ping-task", json={"message": "probe"}).status_code] += 1
+            answers[
+                client.post(
+                    "/v1/ping-task", json={"message": "probe"}, headers=probe.headers
+                ).status_code
+            ] += 1
             answers[client.get("/health").status_code] += 1
         server.start()
         restarts += 1
@@ -107,6 +113,7 @@ def _drill(settings: Settings, tmp_path: Path, *, aof: bool, tasks: int) -> None
     )
     assert applied == tasks
     assert 500 not in answers
+    assert 401 not in answers  # the probe reached the ping path
     assert answers[503] > 0
     assert recovery <= WITHIN, f"the work took {recovery:.1f} s after the last fault"
 

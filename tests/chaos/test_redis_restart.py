@@ -22,6 +22,7 @@ from relay.models.base import Base
 from relay.runtime import Runtime
 from relay.tasks.reaper import Reaper
 from tests.chaos.drills import row
+from tests.integration.test_api_support import Api, admin_settings
 from tests.outages import OwnRedis, stop_process
 from tests.waiting import wait_until
 
@@ -61,7 +62,7 @@ def _drill(settings: Settings, tmp_path: Path, aof: bool, tasks: int) -> None:
             "celery": settings.celery.model_copy(update={"stale_after": 3.0, "lost_after": 3.0}),
         }
     )
-    app = create_app(own)
+    app = create_app(admin_settings(own))
     runtime: Runtime = app.extensions["relay"]
     Base.metadata.create_all(runtime.db.engine)
     env = dict(
@@ -78,6 +79,7 @@ def _drill(settings: Settings, tmp_path: Path, aof: bool, tasks: int) -> None:
             argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
     client = app.test_client()
+    probe = Api(app).create_tenant("probe", plan="enterprise")
     answers: Counter[int] = Counter()
     try:
         with runtime.db.transaction() as session:
@@ -89,7 +91,11 @@ def _drill(settings: Settings, tmp_path: Path, aof: bool, tasks: int) -> None:
         server.kill()
         fault = time.monotonic()
         while time.monotonic() - fault < 3:
-            answers[client.post("/v1/ping-task", json={"message": "probe"}).status_code] += 1
+            answers[
+                client.post(
+                    "/v1/ping-task", json={"message": "probe"}, headers=probe.headers
+                ).status_code
+            ] += 1
             answers[client.get("/health").status_code] += 1
         server.start()
         back = time.monotonic()
@@ -119,4 +125,5 @@ def _drill(settings: Settings, tmp_path: Path, aof: bool, tasks: int) -> None:
     row(f"R2 Redis restarted, {persistence}", tasks, processed, recovery, answers)
     assert processed == tasks
     assert 500 not in answers
+    assert 401 not in answers  # the probe reached the ping path
     assert answers[503] > 0
