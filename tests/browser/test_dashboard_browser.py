@@ -148,6 +148,7 @@ def test_watch_a_live_run_and_stop_it(page: Page, site: Site) -> None:
         },
         buffered=False,
     )
+    assert started.status_code == 200, started.get_data(as_text=True)
     run_id = started.headers["X-Relay-Run-Id"]
     started.close()
     sign_in(page, site)
