@@ -28,6 +28,10 @@ from relay.worker.hooks import install_worker_hooks
 PLANS = [plan.value for plan in Plan]
 EXTERNAL_DB = os.environ.get("RELAY_DATABASE_URL")
 EXTERNAL_REDIS = os.environ.get("RELAY_REDIS_URL")
+# A busy test machine must not shed queues or refuse work in the processes the suite starts
+# (relay up, workers, API servers) or in apps built from the environment; the pressure tests
+# switch it on themselves.
+os.environ.setdefault("RELAY_PRESSURE_ENABLED", "false")
 
 
 @pytest.fixture(scope="session")
