@@ -55,8 +55,11 @@ from relay.streaming.queue_events import (
     WorkflowPartialSucceededEvent,
     WorkflowSucceededEvent,
 )
+from relay.workflow.model_config import graph_from_model_config
 
 PUBLISHED = "published"
+# Apps whose graph is built from their model config at each run (no published workflow).
+MODEL_CONFIG_MODES = frozenset({AppMode.COMPLETION, AppMode.CHAT})
 
 
 class WrongAppMode(BadRequest):
@@ -267,9 +270,13 @@ class WorkflowRunService:
     ) -> PreparedRun:
         """Check that ``app`` can run now (published, valid graph, valid ``inputs`` when given);
         reads only."""
-        if app.published_workflow is None:
+        if app.mode in MODEL_CONFIG_MODES:
+            # Completion and basic chat apps run the graph their model config describes.
+            graph = graph_from_model_config(app.mode, app.model_config or {})
+        elif app.published_workflow is None:
             raise WorkflowNotPublished("the app has no published workflow; publish it first")
-        graph = copy.deepcopy(app.published_workflow)
+        else:
+            graph = copy.deepcopy(app.published_workflow)
         check_workflow(graph)
         if inputs is not None:
             # Missing or invalid inputs are the caller's mistake: 400 naming the variable, no run.
