@@ -258,7 +258,11 @@ class WorkflowRunService:
             if app.mode != AppMode.WORKFLOW:
                 raise WrongAppMode(
                     f"a {app.mode} app does not run here; "
-                    + ("use /v1/chat-messages" if app.mode == AppMode.ADVANCED_CHAT else ""),
+                    + {
+                        AppMode.ADVANCED_CHAT: "use /v1/chat-messages",
+                        AppMode.CHAT: "use /v1/chat-messages",
+                        AppMode.COMPLETION: "use /v1/completion-messages",
+                    }.get(AppMode(app.mode), ""),
                     details={"mode": app.mode},
                 )
             prepared = self.prepare_run(session, app, inputs)

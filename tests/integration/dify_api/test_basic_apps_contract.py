@@ -238,3 +238,25 @@ def _llm_inputs(stack: Stack, run_id: str) -> list[dict[str, Any]]:
     (row,) = stack.api.rows(WorkflowNodeExecution, workflow_run_id=run_id, node_type="llm")
     prompts = (row.process_data or {}).get("prompts") or []
     return [{"role": p.get("role"), "text": p.get("text")} for p in prompts]
+
+
+def test_relay_api_runs_completion_apps_too(settings: Settings) -> None:
+    with dify_stack(settings) as stack:
+        app_id = _app(stack, "completion", COMPLETION_CONFIG)
+        body = {"app_id": app_id, "inputs": {"topic": "tea"}, "user": "cy"}
+        answered = stack.api.ok(
+            "POST", "/v1/completion-messages", stack.tenant,
+            json={**body, "response_mode": "blocking"},
+        )  # fmt: skip
+        assert "Write a haiku about tea in French." in answered["answer"]
+        assert answered["message_id"]
+        streamed = stack.api.call("POST", "/v1/completion-messages", stack.tenant, json=body)
+        assert streamed.status_code == 200
+        assert streamed.mimetype == "text/event-stream"
+        assert "event: message_end" in streamed.get_data(as_text=True)
+        # The workflow route points a completion app's caller to the right one.
+        refused = stack.api.call(
+            "POST", "/v1/workflows/run", stack.tenant, json={**body, "response_mode": "blocking"}
+        )
+        assert refused.status_code == 400
+        assert "/v1/completion-messages" in refused.json["message"]
