@@ -224,6 +224,7 @@ AREAS = [
     "/v1/dead-letters",
     "/v1/workflows",
     "/v1/chat-messages",
+    "/v1/completion-messages",
     "/v1/ping-task",
     "/v1/tasks",
     "/v1/tool-providers",

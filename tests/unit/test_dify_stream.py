@@ -77,3 +77,30 @@ def test_a_stopped_run_finishes_with_status_stopped() -> None:
     assert finished["data"]["status"] == "stopped"
     assert finished["data"]["error"] == "stopped"
     assert stream.ended
+
+
+def test_completion_and_basic_chat_streams_carry_messages_only() -> None:
+    node = {"id": "e1", "node_id": "llm", "node_type": "llm", "start_at": None}
+    for mode in ("completion", "chat"):
+        stream = _stream(mode=mode)
+        for name in ("workflow_started", "node_started", "node_succeeded", "workflow_succeeded"):
+            assert stream.events(name, node) == [], (mode, name)
+        assert not stream.ended, "a success is followed by the recorded answer's message_end"
+        (chunk,) = stream.events("text_chunk", {"text": "Hel"})
+        assert (chunk["event"], chunk["answer"], chunk["message_id"]) == ("message", "Hel", "msg")
+        (end,) = stream.events("message_end", {"message_id": "msg", "usage": {"prompt_tokens": 2}})
+        assert end["metadata"]["usage"]["prompt_tokens"] == 2
+        # A completion belongs to no conversation a client sees; a chat message does.
+        for event in (chunk, end):
+            assert ("conversation_id" in event) == (mode == "chat"), (mode, event)
+
+
+def test_a_stopped_or_failed_completion_ends_with_message_end_or_error() -> None:
+    stopped = _stream(mode="completion", status="stopped")
+    (end,) = stopped.events("stop", {"reason": "stopped by user"})
+    assert (end["event"], end["message_id"], stopped.ended) == ("message_end", "msg", True)
+    failed = _stream(mode="completion", status="failed", error="llm broke")
+    (error,) = failed.events("workflow_failed", {"error": "llm broke"})
+    assert (error["event"], error["message"], error["status"]) == ("error", "llm broke", 400)
+    assert error["message_id"] == "msg"
+    assert "conversation_id" not in error

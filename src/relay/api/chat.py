@@ -1,4 +1,5 @@
-"""Chat messages to the calling tenant's advanced-chat apps (streamed over SSE, or blocking).
+"""Chat messages to the calling tenant's advanced-chat and chat apps, and completions of its
+completion apps (streamed over SSE, or blocking).
 
 The stream is a workflow run's (``text_chunk`` events carry the answer) and ends with
 ``message_end`` once the message is recorded; resume and stop it through
@@ -23,10 +24,11 @@ from relay.services.workflow_run_service import WorkflowRunService
 
 chat = Blueprint("chat", __name__)
 streams("post", "/v1/chat-messages")
+streams("post", "/v1/completion-messages")
 
 
 class ChatMessageRequest(BaseModel):
-    """A user's message to an advanced-chat app."""
+    """A user's message to an advanced-chat or chat app."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -68,3 +70,37 @@ def send_chat_message() -> WerkzeugResponse | tuple[Response, int]:
     if started.conversation_id:
         response.headers["X-Relay-Conversation-Id"] = started.conversation_id
     return response
+
+
+class CompletionMessageRequest(BaseModel):
+    """A completion app's form values (and an optional ``query``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    app_id: str = Field(min_length=1, max_length=64)
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    query: str = Field("", max_length=100_000)
+    response_mode: Literal["streaming", "blocking"] = "streaming"
+    user: EndUser
+
+
+@chat.post("/completion-messages")
+@documented(
+    tags=("chat",), security=TENANT, json=CompletionMessageRequest, ok=(200, ChatResult),
+    errors=(404, 409, 429),
+)  # fmt: skip
+def send_completion_message() -> WerkzeugResponse | tuple[Response, int]:
+    """Run a completion app: ``text/event-stream`` ending in ``message_end``, or the answer."""
+    body = parse_body(CompletionMessageRequest)
+    runtime = current_runtime()
+    tenant = tenant_id()
+    service = ChatService(runtime)
+    started = service.complete(
+        tenant, body.app_id, user=body.user, query=body.query, inputs=body.inputs
+    )
+    if body.response_mode == "blocking":
+        return respond(service.wait(tenant, started, body.user))
+    events = WorkflowRunService(runtime).events(
+        tenant, started.run_id, body.user, until=DRAIN.is_set
+    )
+    return sse_response(events, started.run_id, kind="chat")

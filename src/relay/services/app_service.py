@@ -31,6 +31,7 @@ from relay.models import AppMode as AppMode  # re-exported: the API names the mo
 from relay.runtime import Runtime
 from relay.services.pagination import Page, PageParams, paginate
 from relay.services.workflow_check import check_graph, declared_names
+from relay.workflow.model_config import validate_model_config
 
 WORKFLOW_MODES = frozenset({AppMode.WORKFLOW, AppMode.ADVANCED_CHAT})
 
@@ -143,6 +144,8 @@ class AppService:
             app_mode = AppMode(mode)
         except ValueError:
             raise BadRequest(f"unknown app mode {mode!r}", details={"field": "mode"}) from None
+        if model_config is not None:
+            _check_model_config(app_mode, model_config)
         with self.runtime.db.transaction() as session:
             row = App(
                 id=new_id(),
@@ -190,6 +193,7 @@ class AppService:
         """Replace the app's model configuration; emits ``app_model_config_was_updated``."""
         with self.runtime.db.transaction() as session:
             row = require_app(session, tenant_id, app_id, lock=True)
+            _check_model_config(AppMode(row.mode), model_config)
             row.model_config = dict(model_config)
             session.flush()
             self.runtime.bus.emit(
@@ -267,6 +271,13 @@ def _check(row: App, graph: Mapping[str, Any], what: str, vision: bool) -> None:
         environment_names=declared_names(row.environment_variables),
         conversation_names=declared_names(row.conversation_variables),
     )
+
+
+def _check_model_config(mode: AppMode, model_config: Mapping[str, Any]) -> None:
+    """A completion or chat app's config: each Dify field present must be well formed (400
+    ``invalid_model_config`` naming it); what a run needs is checked again when one starts."""
+    if mode in (AppMode.COMPLETION, AppMode.CHAT):
+        validate_model_config(model_config, complete=False)
 
 
 def _require_workflow_mode(row: App) -> None:

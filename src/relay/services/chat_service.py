@@ -1,4 +1,8 @@
-"""Chat messages to advanced-chat apps: a workflow run with ``sys.query`` that ends in a message.
+"""Chat messages to advanced-chat and chat apps, and completions: a workflow run with
+``sys.query`` that ends in a message.
+
+Completion and basic chat apps run the graph their model config describes
+(:mod:`relay.workflow.model_config`); a completion's message gets a conversation of its own.
 
 Starting one creates (or continues) the end user's conversation and enqueues the run in one
 transaction. The run task records the answer through ``MessageService`` (which emits
@@ -20,11 +24,21 @@ from relay.runtime import Runtime
 from relay.services.app_service import require_app
 from relay.services.message_service import CONVERSATION_NAME_LENGTH, MessageService, MessageView
 from relay.services.run_streams import end_user_id
-from relay.services.workflow_run_service import StartedRun, WorkflowRunService, WrongAppMode
+from relay.services.workflow_run_service import (
+    MODEL_CONFIG_MODES,
+    StartedRun,
+    WorkflowRunService,
+    WrongAppMode,
+)
 from relay.streaming import AppQueueEvent, MessageEndEvent
 from relay.workflow import ChatMessage
+from relay.workflow.model_config import with_defaults
 
 HISTORY_MESSAGES = 50
+# Apps that take chat messages: advanced-chat (a workflow) and basic chat (a model config).
+CHAT_MODES = frozenset({AppMode.ADVANCED_CHAT, AppMode.CHAT})
+# Runs that end in a recorded message.
+MESSAGE_MODES = frozenset({AppMode.ADVANCED_CHAT, AppMode.CHAT, AppMode.COMPLETION})
 
 
 class ChatResult(BaseModel):
@@ -42,7 +56,7 @@ class ChatResult(BaseModel):
 
 
 class ChatService:
-    """Sends chat messages to a tenant's advanced-chat apps and records their answers."""
+    """Sends chat messages and completions to a tenant's apps and records their answers."""
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
@@ -58,17 +72,51 @@ class ChatService:
         conversation_id: str | None = None,
     ) -> StartedRun:
         """Create (or continue) the user's conversation and enqueue the run answering ``query``."""
+        return self._start(
+            tenant_id, app_id, CHAT_MODES, user=user, query=query, inputs=inputs,
+            conversation_id=conversation_id,
+        )  # fmt: skip
+
+    def complete(
+        self, tenant_id: str, app_id: str, *, user: str, query: str, inputs: Mapping[str, Any]
+    ) -> StartedRun:
+        """Enqueue the run of a completion app; its answer is recorded as a message of a
+        conversation of its own (as Dify records completions)."""
+        return self._start(
+            tenant_id, app_id, frozenset({AppMode.COMPLETION}), user=user, query=query,
+            inputs=inputs, conversation_id=None,
+        )  # fmt: skip
+
+    def _start(
+        self,
+        tenant_id: str,
+        app_id: str,
+        modes: frozenset[AppMode],
+        *,
+        user: str,
+        query: str,
+        inputs: Mapping[str, Any],
+        conversation_id: str | None,
+    ) -> StartedRun:
         owner = end_user_id(tenant_id, user)
         runs = WorkflowRunService(self.runtime)
         # Checks read only; admission and the owner (Redis) come before the write transaction.
         with self.runtime.db.session() as session:
             app = require_app(session, tenant_id, app_id)
-            if app.mode != AppMode.ADVANCED_CHAT:
+            if app.mode not in modes:
+                hint = {
+                    AppMode.WORKFLOW: "; use /v1/workflows/run",
+                    AppMode.COMPLETION: "; use /v1/completion-messages",
+                }.get(AppMode(app.mode), "")
                 raise WrongAppMode(
-                    f"a {app.mode} app does not take chat messages"
-                    + ("; use /v1/workflows/run" if app.mode == AppMode.WORKFLOW else ""),
+                    f"a {app.mode} app does not take "
+                    + ("completion" if AppMode.COMPLETION in modes else "chat")
+                    + f" messages{hint}",
                     details={"mode": app.mode},
                 )
+            if app.mode in MODEL_CONFIG_MODES:
+                # Empty form fields take the defaults the model config declares.
+                inputs = with_defaults(app.model_config or {}, inputs)
             if conversation_id is not None:
                 found = session.scalar(
                     select(Conversation.id).where(

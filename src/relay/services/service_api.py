@@ -26,6 +26,7 @@ from relay.config import WorkflowSettings
 from relay.errors import BadRequest, NotFound
 from relay.models import (
     App,
+    AppMode,
     Conversation,
     ConversationStatus,
     CreatorRole,
@@ -44,6 +45,7 @@ from relay.workflow import ChatMessage
 from relay.workflow.config import LLMProviderConfig, LLMSettings
 from relay.workflow.llm.base import ChatRequest
 from relay.workflow.llm.providers import LLMProviders
+from relay.workflow.model_config import features as model_features
 from relay.workflow.stop import StopToken
 
 MAX_UPLOAD_BYTES = 15 * 1024 * 1024
@@ -397,7 +399,11 @@ class ServiceApiService:
         with self.runtime.db.session() as session:
             message = self._owned_message(session, tenant_id, app_id, owner, message_id)
             app = require_app(session, tenant_id, app_id)
-            features = dict(app.workflow_features or {})
+            features = (
+                model_features(app.model_config)
+                if app.mode in (AppMode.CHAT, AppMode.COMPLETION)
+                else dict(app.workflow_features or {})
+            )
             query, answer = message.query, message.answer
         setting = features.get("suggested_questions_after_answer")
         if not (isinstance(setting, Mapping) and setting.get("enabled")):

@@ -55,8 +55,11 @@ from relay.streaming.queue_events import (
     WorkflowPartialSucceededEvent,
     WorkflowSucceededEvent,
 )
+from relay.workflow.model_config import graph_from_model_config
 
 PUBLISHED = "published"
+# Apps whose graph is built from their model config at each run (no published workflow).
+MODEL_CONFIG_MODES = frozenset({AppMode.COMPLETION, AppMode.CHAT})
 
 
 class WrongAppMode(BadRequest):
@@ -255,7 +258,11 @@ class WorkflowRunService:
             if app.mode != AppMode.WORKFLOW:
                 raise WrongAppMode(
                     f"a {app.mode} app does not run here; "
-                    + ("use /v1/chat-messages" if app.mode == AppMode.ADVANCED_CHAT else ""),
+                    + {
+                        AppMode.ADVANCED_CHAT: "use /v1/chat-messages",
+                        AppMode.CHAT: "use /v1/chat-messages",
+                        AppMode.COMPLETION: "use /v1/completion-messages",
+                    }.get(AppMode(app.mode), ""),
                     details={"mode": app.mode},
                 )
             prepared = self.prepare_run(session, app, inputs)
@@ -267,9 +274,13 @@ class WorkflowRunService:
     ) -> PreparedRun:
         """Check that ``app`` can run now (published, valid graph, valid ``inputs`` when given);
         reads only."""
-        if app.published_workflow is None:
+        if app.mode in MODEL_CONFIG_MODES:
+            # Completion and basic chat apps run the graph their model config describes.
+            graph = graph_from_model_config(app.mode, app.model_config or {})
+        elif app.published_workflow is None:
             raise WorkflowNotPublished("the app has no published workflow; publish it first")
-        graph = copy.deepcopy(app.published_workflow)
+        else:
+            graph = copy.deepcopy(app.published_workflow)
         check_workflow(graph)
         if inputs is not None:
             # Missing or invalid inputs are the caller's mistake: 400 naming the variable, no run.

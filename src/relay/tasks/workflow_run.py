@@ -40,7 +40,7 @@ from relay.scheduling.timeslice import (
     TimeSlicePolicy,
     requeue_continuation,
 )
-from relay.services.chat_service import ChatService
+from relay.services.chat_service import MESSAGE_MODES, ChatService
 from relay.services.published_apps import SqlPublishedApps
 from relay.services.run_streams import RunJob, end_with_error
 from relay.services.segment_service import SqlKnowledgeIndex
@@ -463,7 +463,8 @@ class WorkflowRunner:
         assert queued is not None
         if isinstance(event, GraphRunFailedEvent):
             self.failure = event.error or "the graph failed"
-        chat = self.job.mode == "advanced-chat" and self.job.conversation_id and self.job.query
+        job = self.job
+        chat = job.mode in MESSAGE_MODES and job.conversation_id and job.query is not None
         succeeded = isinstance(event, GraphRunSucceededEvent | GraphRunPartialSucceededEvent)
         if not (chat and succeeded):
             manager.publish(queued, final=True)

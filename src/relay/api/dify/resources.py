@@ -22,6 +22,8 @@ from relay.services.service_api import (
     ServiceApiService,
     SortBy,
 )
+from relay.workflow.model_config import features as model_features
+from relay.workflow.model_config import user_input_form
 
 resources = Blueprint("dify_resources", __name__)
 
@@ -303,11 +305,17 @@ def _form(graph: Mapping[str, Any] | None) -> list[dict[str, Any]]:
     return form
 
 
+BASIC_MODES = frozenset({"completion", "chat"})
+
+
 @resources.get("/parameters")
 def parameters() -> tuple[Response, int]:
     p = app_principal()
     app = _service().app(p.tenant_id, p.app_id)
-    features = dict(app.workflow_features or {})
+    basic = app.mode in BASIC_MODES
+    # A completion or chat app's features and form are in its model config.
+    features = model_features(app.model_config) if basic else dict(app.workflow_features or {})
+    form = user_input_form(app.model_config) if basic else _form(app.published_workflow)
 
     def enabled(name: str) -> dict[str, Any]:
         value = features.get(name)
@@ -322,9 +330,9 @@ def parameters() -> tuple[Response, int]:
             "text_to_speech": {"enabled": False},
             "retriever_resource": enabled("retriever_resource"),
             "annotation_reply": {"enabled": False},
-            "more_like_this": {"enabled": False},
+            "more_like_this": enabled("more_like_this"),
             "sensitive_word_avoidance": enabled("sensitive_word_avoidance"),
-            "user_input_form": _form(app.published_workflow),
+            "user_input_form": form,
             "file_upload": dict(features.get("file_upload") or {"enabled": False}),
             "system_parameters": {
                 "file_size_limit": MAX_UPLOAD_BYTES // (1024 * 1024),

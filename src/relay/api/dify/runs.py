@@ -1,5 +1,9 @@
 """Dify's run endpoints: workflow runs, chat messages, completion messages, stop, run detail.
 
+Chat messages serve advanced-chat apps (a workflow) and basic chat apps; completion messages
+serve completion apps. Completion and basic chat apps run the graph their model config
+describes, through the same runs, scheduler and streams as workflows.
+
 ``task_id`` is the run's id: stopping a task stops the run. Streaming answers are Dify's
 ``data:`` lines (:mod:`relay.api.dify.stream`) read from the run's stream, which ends with a
 terminal event whatever happens to the run.
@@ -25,6 +29,7 @@ runs = Blueprint("dify_runs", __name__)
 
 # App modes (Dify's names) of the apps each endpoint runs.
 WORKFLOW, ADVANCED_CHAT, COMPLETION = "workflow", "advanced-chat", "completion"
+CHAT = "chat"
 
 User = Field(min_length=1, max_length=255)
 
@@ -42,6 +47,11 @@ class ChatRequest(RunRequest):
     query: str = Field(min_length=1, max_length=100_000)
     conversation_id: str | None = Field(None, max_length=64)
     auto_generate_name: bool = True
+
+
+class CompletionRequest(RunRequest):
+    # Dify's completion body: the form's values in ``inputs``, and an optional ``query``.
+    query: str = Field("", max_length=100_000)
 
 
 class StopRequest(BaseModel):
@@ -184,7 +194,7 @@ def stop_workflow(task_id: str) -> tuple[Response, int]:
 @runs.post("/chat-messages")
 def chat_message() -> WerkzeugResponse | tuple[Response, int]:
     body = parse(ChatRequest)
-    mode = _require_mode(ADVANCED_CHAT, code="not_chat_app")
+    mode = _require_mode(ADVANCED_CHAT, CHAT, code="not_chat_app")
     principal = app_principal()
     inputs = _inputs(body)
     chat = ChatService(current_runtime())
@@ -219,16 +229,38 @@ def chat_message() -> WerkzeugResponse | tuple[Response, int]:
 
 @runs.post("/chat-messages/<task_id>/stop")
 def stop_chat(task_id: str) -> tuple[Response, int]:
-    _require_mode(ADVANCED_CHAT, code="not_chat_app")
+    _require_mode(ADVANCED_CHAT, CHAT, code="not_chat_app")
     return _stop(task_id)
 
 
 @runs.post("/completion-messages")
-def completion_message() -> tuple[Response, int]:
-    parse(RunRequest)
-    # relay runs workflow and advanced-chat apps only: no app here is a completion app.
+def completion_message() -> WerkzeugResponse | tuple[Response, int]:
+    body = parse(CompletionRequest)
     _require_mode(COMPLETION, code="not_completion_app")
-    raise DifyError("app_unavailable", "App unavailable, please check your app configurations.")
+    principal = app_principal()
+    inputs = _inputs(body)
+    chat = ChatService(current_runtime())
+    started = chat.complete(
+        principal.tenant_id, principal.app_id, user=body.user, query=body.query, inputs=inputs
+    )
+    if body.response_mode == "streaming":
+        return _stream(started, COMPLETION, body.user, body.inputs)
+    result = chat.wait(principal.tenant_id, started, body.user)
+    if result.message_id is None:
+        raise DifyError("completion_request_error", result.error or "the run failed")
+    created = _service().run(principal.tenant_id, principal.app_id, started.run_id)["created_at"]
+    return jsonify(
+        {
+            "event": "message",
+            "task_id": started.run_id,
+            "id": result.message_id,
+            "message_id": result.message_id,
+            "mode": COMPLETION,
+            "answer": result.answer,
+            "metadata": {"usage": dify_usage(result.usage), "retriever_resources": []},
+            "created_at": timestamp(created),
+        }
+    ), 200
 
 
 @runs.post("/completion-messages/<task_id>/stop")

@@ -39,6 +39,7 @@ _CODES = {
     "nul_character": "invalid_param",
     "invalid_unicode": "invalid_param",
     "number_out_of_range": "invalid_param",
+    "invalid_model_config": "app_unavailable",
 }
 
 # Dify answers these with another status than relay's error of the same meaning.

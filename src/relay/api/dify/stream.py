@@ -3,7 +3,10 @@
 Each queue event of the run becomes Dify's event with its top-level fields (``event``,
 ``task_id``, ``workflow_run_id``; in chat apps also ``message_id``, ``conversation_id`` and
 ``created_at``) and its ``data`` in Dify's shape. Answer text is ``text_chunk`` in a workflow app
-and ``message`` in a chat app. The run's terminal event becomes ``workflow_finished`` (read from
+and ``message`` in a chat app. A completion or basic chat app streams only its messages
+(``message``, ``message_end``, ``error``, ``ping``), as Dify does for apps without a workflow:
+its workflow and node events are left out, and a completion's events name no conversation.
+Otherwise the run's terminal event becomes ``workflow_finished`` (read from
 the run's record, which is final before its terminal event is written); a chat app then gets
 ``message_end``, or ``error`` when the run failed. Events Dify's protocol does not carry
 (retriever resources go into ``message_end``'s metadata) are left out, and event names this
@@ -22,6 +25,8 @@ from typing import Any
 from relay.streaming import StreamItem
 
 PING_FRAME = b"event: ping\n\n"
+COMPLETION = "completion"
+BASIC_MODES = frozenset({"chat", COMPLETION})
 CONTAINER_NODES = frozenset({"iteration", "loop"})
 
 RunSnapshot = Mapping[str, Any]
@@ -60,7 +65,7 @@ def frame(payload: Mapping[str, Any]) -> bytes:
 class DifyStream:
     """Turns one run's stream items into Dify's events (stateful: node indexes, answer)."""
 
-    mode: str  # "workflow" or "advanced-chat"
+    mode: str  # "workflow", "advanced-chat", "chat" or "completion"
     run_id: str
     app_id: str
     created_at: int
@@ -77,6 +82,11 @@ class DifyStream:
     def chat(self) -> bool:
         return self.mode != "workflow"
 
+    @property
+    def basic(self) -> bool:
+        """A completion or basic chat app: Dify streams its messages only, no workflow events."""
+        return self.mode in BASIC_MODES
+
     def frames(self, items: Iterator[StreamItem]) -> Iterator[bytes]:
         """The wire frames for ``items`` (pings included)."""
         for item in items:
@@ -88,6 +98,8 @@ class DifyStream:
 
     def events(self, name: str, payload: Mapping[str, Any]) -> list[dict[str, Any]]:
         """Dify's events for one queue event (none, one or two)."""
+        if self.basic and name in _WORKFLOW_ONLY:
+            return []
         handler = _HANDLERS.get(name)
         return handler(self, payload) if handler is not None else []
 
@@ -107,13 +119,16 @@ class DifyStream:
         return out
 
     def _message_fields(self) -> dict[str, Any]:
-        return {
+        fields = {
             "task_id": self.run_id,
             "id": self.message_id,
             "message_id": self.message_id,
             "conversation_id": self.conversation_id,
             "created_at": self.created_at,
         }
+        if self.mode == COMPLETION:
+            del fields["conversation_id"]  # a completion belongs to no conversation for clients
+        return fields
 
     # --- handlers -----------------------------------------------------------------------------
 
@@ -286,6 +301,8 @@ class DifyStream:
         return [{"event": "message_end", **fields, "metadata": metadata, "files": []}]
 
     def _run_finished(self, p: Mapping[str, Any], status: str) -> list[dict[str, Any]]:
+        if self.basic:
+            return self._basic_finished(p, status)
         snapshot = dict(self.finished())
         if snapshot.get("status") in (None, "running"):
             snapshot["status"] = status
@@ -315,6 +332,16 @@ class DifyStream:
             self.ended = True
         return events
 
+    def _basic_finished(self, p: Mapping[str, Any], status: str) -> list[dict[str, Any]]:
+        """A completion or chat app's run ended: its answer's ``message_end`` follows a success;
+        a stop ends the message (as Dify does); a failure is an ``error``."""
+        if status in ("succeeded", "partial-succeeded"):
+            return []
+        if status == "stopped":
+            return self._message_end({})
+        error = p.get("error") or self.finished().get("error") or "the run failed"
+        return [self._error_event("completion_request_error", str(error), 400)]
+
     def _error(self, p: Mapping[str, Any]) -> list[dict[str, Any]]:
         code = str(p.get("code", "internal_server_error"))
         status = 429 if code == "quota_exceeded" else 500 if code == "worker_lost" else 400
@@ -323,7 +350,9 @@ class DifyStream:
     def _error_event(self, code: str, message: str, status: int) -> dict[str, Any]:
         self.ended = True
         out: dict[str, Any] = {"event": "error", "task_id": self.run_id}
-        if self.chat:
+        if self.mode == COMPLETION:
+            out.update(message_id=self.message_id, created_at=self.created_at)
+        elif self.chat:
             out.update(message_id=self.message_id, conversation_id=self.conversation_id)
         else:
             out["workflow_run_id"] = self.run_id
@@ -363,6 +392,25 @@ def _run_finished_as(status: str) -> _Handler:
 
     return handle
 
+
+# What Dify streams for workflow and advanced-chat apps only (not for completion or basic chat).
+_WORKFLOW_ONLY = frozenset(
+    {
+        "workflow_started",
+        "node_started",
+        *_NODE_FINISHED,
+        "node_retry",
+        "iteration_start",
+        "iteration_next",
+        "iteration_completed",
+        "loop_start",
+        "loop_next",
+        "loop_completed",
+        "parallel_branch_started",
+        "parallel_branch_finished",
+        "agent_log",
+    }
+)
 
 _HANDLERS: dict[str, _Handler] = {
     "workflow_started": DifyStream._workflow_started,
