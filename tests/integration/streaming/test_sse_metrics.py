@@ -33,9 +33,9 @@ def _get(samples: dict[Any, float], name: str, **labels: str) -> float:
 
 
 def test_streams_resumes_and_events_are_counted(settings: Settings) -> None:
-    with streaming_stack(settings) as stack:
-        # Three LLM nodes: the run outlasts the first /metrics read, which must see it open.
-        app_id = stack.publish_app(workflow_graph(llm_nodes=3))
+    # Slow tokens: the run outlasts the first /metrics read, which must see its stream open.
+    with streaming_stack(settings, token_delay=0.02) as stack:
+        app_id = stack.publish_app(workflow_graph(llm_nodes=1))
         client = SSEClient(stack.url, stack.tenant)
         body = {"app_id": app_id, "inputs": {"topic": "metrics"}, "user": "alice"}
         with client.open("POST", "/v1/workflows/run", json=body) as (response, events):
