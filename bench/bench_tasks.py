@@ -9,7 +9,10 @@ settings (``bench.plain_app``), measured in the same run with the order alternat
   idempotency key inside ``effect()``; plain Celery: an at-least-once insert);
 - enqueue-to-start latency at a steady 50 tasks/s (p50/p99 of every task), the clock taken
   before the publish call, the worker ready by probe (its pool processes report, and a warm-up
-  task ran through each side) before the first timed send.
+  task ran through each side) before the first timed send. Three sides: relay's raw
+  ``send_task``, relay through the fair dispatcher (``dispatcher.submit`` of one tenant: wait
+  list, fair order, window, lease, then the send; the worker's gate starts and releases it), and
+  plain Celery.
 """
 
 from __future__ import annotations
@@ -29,13 +32,14 @@ from sqlalchemy import create_engine, func, select, text
 from bench.common import Row, bench_runtime, load_average
 from bench.relay_tasks import NOOP, QUEUE, ROW, ROWS_TABLE
 from relay.adapters.broker import celery_redis_url
+from relay.config import Plan
 from relay.events.outbox import Enqueue
 from relay.models import TaskRecord, TaskStatus
 from relay.runtime import Runtime
 
 TASKS = int(os.environ.get("BENCH_TASKS", "5000"))
 LATENCY_TASKS = int(os.environ.get("BENCH_LATENCY_TASKS", "250"))
-ENQUEUE_TASKS = 1000
+ENQUEUE_TASKS = int(os.environ.get("BENCH_ENQUEUE_TASKS", "1000"))
 BATCH = 100
 CONCURRENCY = 2
 PLAIN_QUEUE = "plain_bench"
@@ -123,6 +127,14 @@ def _run(rounds: int, runtime: Runtime) -> list[Row]:
 
     def plain_send(name: str, task_id: str, label: str) -> None:
         plain.send_task(name, args=[label], task_id=task_id, queue=PLAIN_QUEUE)
+
+    fair_tenant = f"bench-fair-{uuid.uuid4().hex[:8]}"
+
+    def fair_send(name: str, task_id: str, label: str) -> None:
+        runtime.dispatcher.submit(
+            fair_tenant, Plan.TEAM, name, args=[label], queue=QUEUE, task_id=task_id,
+            headers={"idempotency_key": label},
+        )  # fmt: skip
 
     # --- enqueue (no worker running) ------------------------------------------------------------
     def outbox_one() -> float:
@@ -227,14 +239,15 @@ def _run(rounds: int, runtime: Runtime) -> list[Row]:
         finally:
             _stop(worker)
 
-    samples: dict[str, list[float]] = {"relay": [], "plain": []}
+    samples: dict[str, list[float]] = {"relay": [], "fair": [], "plain": []}
     try:
         for round_no in range(rounds):
-            pair = [
+            sides = [
                 ("relay", lambda: latency(relay_argv, relay_send, NOOP.name)),
+                ("fair", lambda: latency(relay_argv, fair_send, NOOP.name)),
                 ("plain", lambda: latency(plain_argv, plain_send, "plain.noop")),
             ]
-            for side, fn in pair if round_no % 2 == 0 else reversed(pair):
+            for side, fn in sides if round_no % 2 == 0 else reversed(sides):
                 samples[side].extend(fn())
     except TimeoutError as exc:
         print(f"latency not measured: {exc}", file=sys.stderr)
@@ -249,4 +262,10 @@ def _run(rounds: int, runtime: Runtime) -> list[Row]:
         rows.append(Row(f"enqueue→start p{round(q * 100)} at 50/s", percentile(samples["relay"], q),
                         percentile(samples["plain"], q), "ms", False,
                         f"{count} samples per side; clock before publish", load))  # fmt: skip
+    for q in (0.5, 0.99):
+        rows.append(Row(f"enqueue→start p{round(q * 100)} at 50/s through the fair dispatcher",
+                        percentile(samples["fair"], q), percentile(samples["plain"], q), "ms",
+                        False, f"{count} samples per side, same run; relay raw send: "
+                        f"{percentile(samples['relay'], q):.1f} ms; one tenant (team plan)",
+                        load))  # fmt: skip
     return rows

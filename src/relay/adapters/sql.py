@@ -26,6 +26,7 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy import exc as exc_module
 from sqlalchemy.orm import Session, sessionmaker
 
+from relay.adapters import savepoint
 from relay.adapters.private_files import private_dir, private_file, sqlite_path
 from relay.config import Settings
 
@@ -86,6 +87,7 @@ class Database:
         for factory in (self.sessions, self.read_sessions):
             event.listen(factory, "after_commit", _run_after_commit)
             event.listen(factory, "after_transaction_end", _drop_after_rollback)
+            savepoint.install(factory)
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:

@@ -3,9 +3,10 @@
 blinker on its own holds receivers weakly, calls them in no fixed order and lets the first
 exception escape to the sender, skipping the rest. ``EventBus`` keeps receivers alive (scoped to
 the bus, so that they go away with it), runs them in connection order, each in its own SAVEPOINT
-of the caller's transaction, logs and counts a failure and goes on with the others. A receiver
-connected with ``critical=True`` re-raises instead, so the caller's whole transaction rolls back
-(the message quota is such a receiver).
+of the caller's transaction (opened on the receiver's first statement, so that one that never
+touches the database costs no round trip), logs and counts a failure and goes on with the
+others. A receiver connected with ``critical=True`` re-raises instead, so the caller's whole
+transaction rolls back (the message quota is such a receiver).
 
 Counts go to Prometheus and to per-minute ``EventCounters`` (Redis, shared by every process;
 or in memory), from which ``error_rates()`` reads the last hour for the health check.
@@ -27,6 +28,7 @@ from prometheus_client.core import CounterMetricFamily, SummaryMetricFamily
 from prometheus_client.registry import Collector
 
 from relay.adapters.prometheus import multiprocess_dir
+from relay.adapters.savepoint import lazy_savepoint
 from relay.adapters.sql import after_commit
 from relay.errors import EventError
 from relay.events.counters import EventCounters
@@ -141,9 +143,11 @@ class EventBus:
         """Connect ``receiver`` to ``signal`` on this bus; connecting it again updates the flags.
 
         ``writes=False`` declares a receiver that adds nothing to the caller's session (it only
-        reads, or registers after-commit work): it runs without a SAVEPOINT of its own, which
-        saves the two round trips a savepoint costs. A receiver that writes rows or enqueues tasks
-        keeps the default, so that its partial writes roll back alone when it fails.
+        reads, or registers after-commit work): it runs without a SAVEPOINT of its own, even when
+        it runs a statement. Otherwise the savepoint is lazy (``relay.adapters.savepoint``): it
+        is opened on the receiver's first flush or statement, so a receiver that does not touch
+        the database pays nothing for it either, and one that writes rows or enqueues tasks has
+        its partial writes roll back alone when it fails.
 
         Held strongly by the bus (blinker alone would drop a closure as soon as its creator
         returns) and scoped to it: blinker's signals are process globals, and a receiver
@@ -185,9 +189,10 @@ class EventBus:
     def emit(self, signal: NamedSignal, payload: Any, session: Session | None = None) -> None:
         """Run every receiver of ``signal`` with ``payload`` inside ``session``'s transaction.
 
-        Each receiver runs in its own SAVEPOINT: a failing non-critical receiver is logged,
-        counted and rolled back alone while the others still run; a critical one re-raises (after
-        its savepoint is rolled back) so that the caller's transaction fails.
+        Each receiver runs in its own SAVEPOINT, opened on its first statement: a failing
+        non-critical receiver is logged, counted and rolled back alone while the others still
+        run; a critical one re-raises (after its savepoint is rolled back) so that the caller's
+        transaction fails.
         """
         expected = PAYLOAD_TYPES.get(signal)
         if expected is None:
@@ -226,8 +231,10 @@ class EventBus:
         failed = False
         try:
             if context.session is not None and receiver not in self._no_savepoint:
-                # A savepoint: a failing receiver's partial writes vanish, the caller's stay.
-                with context.session.begin_nested():
+                # A savepoint, opened on the receiver's first statement: a failing receiver's
+                # partial writes vanish, the caller's stay; one that never touches the database
+                # costs no round trip.
+                with lazy_savepoint(context.session):
                     receiver(payload, context)
             else:
                 receiver(payload, context)

@@ -332,6 +332,7 @@ class WorkflowRunner:
         finally:
             if events is not None:
                 events.close()  # stops whatever still runs on the attempt's behalf
+            self.store.close()  # the buffered node snapshots go to the outbox
             watcher.close()
             manager.release("paused" if state == "paused" else "finished")
 

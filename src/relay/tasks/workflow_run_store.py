@@ -3,8 +3,18 @@
 Why through ``relay.workflow_storage.*`` rather than writing rows from the run task: those tasks
 own the upsert rule that makes out-of-order and duplicate snapshots harmless (a finished run is
 never put back to running), retry a database hiccup without failing the run, and dead-letter
-what can never be stored; the run task keeps streaming while they write. Each snapshot is an
-outbox row (crash-safe, published after its commit).
+what can never be stored; the run task keeps streaming while they write. Each run snapshot is
+an outbox row (crash-safe, published after its commit).
+
+Node execution snapshots are coalesced: they are buffered (a later snapshot of a node replaces
+its earlier one) and enqueued as ``relay.workflow_storage.save_node_executions`` messages of up
+to ``NODE_BATCH`` snapshots, one outbox row per batch. The buffer is flushed when it is full,
+every ``NODE_FLUSH_INTERVAL`` seconds by a ``Batcher``, and always before a checkpoint or a run
+snapshot is written and when the attempt ends (``close()``). So what a checkpoint covers is in
+the outbox before the checkpoint exists: a worker that dies loses at most the snapshots of
+nodes after its last checkpoint, and the attempt that resumes from that checkpoint runs those
+nodes again and saves them anew. A batch delivered twice is harmless (snapshots apply by id,
+never going back in time).
 
 One exception keeps the API consistent: the *final* run snapshot is applied in this process,
 through the same task body, before the run's terminal event is published, so a client that
@@ -17,13 +27,15 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from dataclasses import asdict, replace
+from dataclasses import fields, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
 from relay import catalog
+from relay.background import Background, Batcher
+from relay.events.outbox import Enqueue
 from relay.models import WorkflowNodeExecution, WorkflowRun, utcnow
 from relay.streaming import RunControl
 from relay.tasks.workflow_storage import store_run
@@ -40,13 +52,19 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SAVE_RUN = catalog.SAVE_WORKFLOW_RUN.name
-SAVE_NODE = catalog.SAVE_NODE_EXECUTION.name
+SAVE_NODES = catalog.SAVE_NODE_EXECUTIONS.name
 _ID_LENGTH = 36
+# Snapshots per save_node_executions message, and the longest a snapshot waits in the buffer.
+NODE_BATCH = 100
+NODE_FLUSH_INTERVAL = 0.5
 
 
 def snapshot(record: WorkflowRunRecord | NodeExecutionRecord) -> dict[str, Any]:
     """A record as the storage tasks take it (JSON)."""
-    data: dict[str, Any] = json.loads(json.dumps(asdict(record), default=_json_default))
+    # A shallow dict: the JSON round trip copies the nested values anyway (``asdict`` would
+    # deep-copy them first, twice the cost of the rest).
+    shallow = {f.name: getattr(record, f.name) for f in fields(record)}
+    data: dict[str, Any] = json.loads(json.dumps(shallow, default=_json_default))
     if isinstance(record, NodeExecutionRecord):
         if len(record.id) > _ID_LENGTH:
             # Retried attempts get ids like "<uuid>:retry-1": stored under a stable uuid.
@@ -64,12 +82,28 @@ def _json_default(value: Any) -> Any:
 class QueuedRunStore:
     """:class:`relay.workflow.WorkflowRunStore` for the run task (see the module docstring)."""
 
-    def __init__(self, runtime: Runtime, control: RunControl, checkpoint_ttl: int) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        control: RunControl,
+        checkpoint_ttl: int,
+        *,
+        flush_interval: float = NODE_FLUSH_INTERVAL,
+    ) -> None:
         self.runtime = runtime
         self.control = control
         self.checkpoint_ttl = checkpoint_ttl
+        # Stored node id -> (tenant, snapshot). Its own ``Background``: the thread lives as
+        # long as the attempt (``close()``), not as long as the runtime.
+        self._nodes: Batcher[str, tuple[str, dict[str, Any]]] = Batcher(
+            "workflow_node_snapshots",
+            self._enqueue_nodes,
+            interval=flush_interval,
+            background=Background(),
+        )
 
     def save_run(self, record: WorkflowRunRecord) -> None:
+        self.flush()
         payload = snapshot(record)
         if record.status != RUN_RUNNING:
             try:
@@ -83,7 +117,19 @@ class QueuedRunStore:
         self._enqueue(SAVE_RUN, payload, record.tenant_id)
 
     def save_node_execution(self, record: NodeExecutionRecord) -> None:
-        self._enqueue(SAVE_NODE, snapshot(record), record.tenant_id)
+        payload = snapshot(record)
+        self._nodes.add(payload["id"], (record.tenant_id, payload))
+        if self._nodes.pending() >= NODE_BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        """Enqueue the buffered node snapshots now (a failed enqueue keeps them buffered)."""
+        if self._nodes.pending():
+            self._nodes.flush()
+
+    def close(self) -> None:
+        """Flush what is buffered and stop the flushing thread (the attempt is over)."""
+        self._nodes.stop()
 
     def get_run(self, run_id: str) -> WorkflowRunRecord | None:
         with self.runtime.db.session() as session:
@@ -144,6 +190,7 @@ class QueuedRunStore:
             ]
 
     def save_checkpoint(self, run_id: str, checkpoint: RunCheckpoint | None) -> None:
+        self.flush()  # what the checkpoint covers is in the outbox before it exists
         data = None if checkpoint is None else checkpoint.model_dump_json()
         self.control.save_checkpoint(run_id, data, self.checkpoint_ttl)
 
@@ -161,3 +208,15 @@ class QueuedRunStore:
     def _enqueue(self, task: str, payload: dict[str, Any], tenant_id: str) -> None:
         with self.runtime.db.transaction() as session:
             self.runtime.outbox.enqueue(session, task, args=[payload], tenant_id=tenant_id)
+
+    def _enqueue_nodes(self, pending: dict[str, tuple[str, dict[str, Any]]]) -> None:
+        by_tenant: dict[str, list[dict[str, Any]]] = {}
+        for tenant_id, payload in pending.values():
+            by_tenant.setdefault(tenant_id, []).append(payload)
+        tasks = [
+            Enqueue(SAVE_NODES, args=[payloads[i : i + NODE_BATCH]], tenant_id=tenant_id)
+            for tenant_id, payloads in by_tenant.items()
+            for i in range(0, len(payloads), NODE_BATCH)
+        ]
+        with self.runtime.db.transaction() as session:
+            self.runtime.outbox.enqueue_many(session, tasks)

@@ -131,7 +131,9 @@ class Stack:
         return str(app_id)
 
 
-def streaming_settings(settings: Settings, **streaming: Any) -> Settings:
+def streaming_settings(
+    settings: Settings, *, token_delay: float = 0.002, **streaming: Any
+) -> Settings:
     """Test timings: quick beats and stop polls, a small token delay, long enough limits."""
     values: dict[str, Any] = {
         "heartbeat_interval": 0.2,
@@ -143,7 +145,7 @@ def streaming_settings(settings: Settings, **streaming: Any) -> Settings:
     return admin_settings(settings).model_copy(
         update={
             "streaming": settings.streaming.model_copy(update=values),
-            "workflow": settings.workflow.model_copy(update={"llm_token_delay": 0.002}),
+            "workflow": settings.workflow.model_copy(update={"llm_token_delay": token_delay}),
         }
     )
 
@@ -163,10 +165,15 @@ def _serve(settings: Settings) -> Served:
 
 @contextmanager
 def streaming_stack(
-    settings: Settings, *, replicas: int = 1, worker: bool = True, **streaming: Any
+    settings: Settings,
+    *,
+    replicas: int = 1,
+    worker: bool = True,
+    token_delay: float = 0.002,
+    **streaming: Any,
 ) -> Iterator[Stack]:
     """Serve ``replicas`` apps sharing Redis and the database, with a worker on the first."""
-    configured = streaming_settings(settings, **streaming)
+    configured = streaming_settings(settings, token_delay=token_delay, **streaming)
     with ExitStack() as stack:
         servers: list[Served] = []
         for _ in range(replicas):

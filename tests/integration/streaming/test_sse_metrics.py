@@ -33,7 +33,8 @@ def _get(samples: dict[Any, float], name: str, **labels: str) -> float:
 
 
 def test_streams_resumes_and_events_are_counted(settings: Settings) -> None:
-    with streaming_stack(settings) as stack:
+    # Slow tokens: the run outlasts the first /metrics read, which must see its stream open.
+    with streaming_stack(settings, token_delay=0.02) as stack:
         app_id = stack.publish_app(workflow_graph(llm_nodes=1))
         client = SSEClient(stack.url, stack.tenant)
         body = {"app_id": app_id, "inputs": {"topic": "metrics"}, "user": "alice"}
