@@ -15,5 +15,7 @@ RUNS = Counter("probe_runs", "Runs of the probe task", ["queue"], registry=None)
 @shared_task(name="tests.probe_count")
 def probe_count() -> int:
     RUNS.labels("monitor").inc()
-    time.sleep(0.1)  # long enough for the other pool child to take the next message
+    time.sleep(
+        0.5
+    )  # long enough for the other pool child (slow to start on a busy machine) to take work
     return os.getpid()
