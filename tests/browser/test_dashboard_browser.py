@@ -109,7 +109,10 @@ def test_find_a_failed_task_by_tenant_and_replay_its_dead_letter(page: Page, sit
     expect(replayed).to_be_visible()
     replayed.click()
     deadline = time.monotonic() + 20
-    while page.locator("#task-status").inner_text() != "SUCCESS":
+    status = page.locator("#task-status")
+    # The new task's record may not be written yet (the worker writes records in batches): the
+    # page then says it is not found, and a reload shows it.
+    while status.count() == 0 or status.inner_text() != "SUCCESS":
         assert time.monotonic() < deadline, "the replayed task did not succeed"
         page.wait_for_timeout(300)
         page.reload()
