@@ -63,7 +63,7 @@ def test_producers_and_workers_never_exceed_n_and_run_each_item_once(runtime: Ru
     def fair_work(self: Any, tenant: str) -> None:
         def body() -> None:
             ledger.enter(tenant)
-            time.sleep(0.003)  # the work itself
+            time.sleep(0.03)  # the work itself: long enough for a tenant's runs to overlap
             ledger.leave(tenant, self.request.id)
 
         run_fairly(dispatcher, self.request, body)
