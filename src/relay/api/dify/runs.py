@@ -21,6 +21,7 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 from relay.api.auth import current_runtime
 from relay.api.dify.service import DifyError, app_principal, parse
 from relay.api.dify.stream import PING_FRAME, DifyStream, dify_usage, timestamp
+from relay.services.app_keys import AppPrincipal
 from relay.services.chat_service import ChatService
 from relay.services.service_api import ServiceApiService
 from relay.services.workflow_run_service import StartedRun, WorkflowRunService
@@ -208,23 +209,33 @@ def chat_message() -> WerkzeugResponse | tuple[Response, int]:
     )
     if body.response_mode == "streaming":
         return _stream(started, mode, body.user, body.inputs)
-    result = chat.wait(principal.tenant_id, started, body.user)
+    return _blocking_message(chat, principal, started, body.user, mode)
+
+
+def _blocking_message(
+    chat: ChatService, principal: AppPrincipal, started: StartedRun, user: str, mode: str
+) -> tuple[Response, int]:
+    """The finished message of a blocking chat or completion call (a completion has no
+    conversation of its caller's, so none is named)."""
+    result = chat.wait(principal.tenant_id, started, user)
     if result.message_id is None:
         raise DifyError("completion_request_error", result.error or "the run failed")
     created = _service().run(principal.tenant_id, principal.app_id, started.run_id)["created_at"]
-    return jsonify(
-        {
-            "event": "message",
-            "task_id": started.run_id,
-            "id": result.message_id,
-            "message_id": result.message_id,
-            "conversation_id": result.conversation_id,
-            "mode": mode,
-            "answer": result.answer,
-            "metadata": {"usage": dify_usage(result.usage), "retriever_resources": []},
-            "created_at": timestamp(created),
-        }
-    ), 200
+    answer: dict[str, Any] = {
+        "event": "message",
+        "task_id": started.run_id,
+        "id": result.message_id,
+        "message_id": result.message_id,
+    }
+    if mode != COMPLETION:
+        answer["conversation_id"] = result.conversation_id
+    answer |= {
+        "mode": mode,
+        "answer": result.answer,
+        "metadata": {"usage": dify_usage(result.usage), "retriever_resources": []},
+        "created_at": timestamp(created),
+    }
+    return jsonify(answer), 200
 
 
 @runs.post("/chat-messages/<task_id>/stop")
@@ -245,22 +256,7 @@ def completion_message() -> WerkzeugResponse | tuple[Response, int]:
     )
     if body.response_mode == "streaming":
         return _stream(started, COMPLETION, body.user, body.inputs)
-    result = chat.wait(principal.tenant_id, started, body.user)
-    if result.message_id is None:
-        raise DifyError("completion_request_error", result.error or "the run failed")
-    created = _service().run(principal.tenant_id, principal.app_id, started.run_id)["created_at"]
-    return jsonify(
-        {
-            "event": "message",
-            "task_id": started.run_id,
-            "id": result.message_id,
-            "message_id": result.message_id,
-            "mode": COMPLETION,
-            "answer": result.answer,
-            "metadata": {"usage": dify_usage(result.usage), "retriever_resources": []},
-            "created_at": timestamp(created),
-        }
-    ), 200
+    return _blocking_message(chat, principal, started, body.user, COMPLETION)
 
 
 @runs.post("/completion-messages/<task_id>/stop")
