@@ -2,7 +2,8 @@
 
 Started by ``bench_tasks`` as ``celery -A bench.plain_app worker``; broker and backend come from
 ``BENCH_BROKER`` / ``BENCH_BACKEND`` so both sides use the same Redis. The result and event
-settings are relay's (results stored, extended, STARTED tracked, task events sent), so both sides
+settings are relay's (results stored and extended, no STARTED state in the backend, task events
+sent), so both sides
 do the same broker and backend work and the difference is relay's own. ``plain.row`` writes one
 row with an autocommit insert: at-least-once (a redelivery writes again).
 """
@@ -30,7 +31,7 @@ app.conf.update(
     worker_prefetch_multiplier=1,
     worker_hijack_root_logger=False,
     result_extended=True,
-    task_track_started=True,
+    task_track_started=False,  # relay's setting (relay.adapters.broker)
     worker_send_task_events=True,
     task_send_sent_event=True,
     task_serializer="json",

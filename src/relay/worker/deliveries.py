@@ -2,15 +2,23 @@
 letters instead of looping.
 
 Celery's attempt number is ``request.retries``, which only a retry the task asked for raises. A
-message whose worker dies mid-task (SIGKILL, OOM, a segfault in a native library) is delivered
-again with the same number, forever. ``DeliveryGuard`` counts, per task id and in Redis, the
-deliveries that started and have not ended yet: each execution adds one when it starts and takes
-it back when it ends with any outcome. What is left when the next delivery starts are the
-deliveries that died; they are added to the attempt number, and once they reach the task's
-``max_attempts`` the delivery is not run but dead-lettered (reason ``worker_lost``).
+message whose worker dies mid-task (SIGKILL, OOM, a segfault in a native library, a hard time
+limit) is delivered again with the same number, forever. relay counts, per task id and in Redis
+(``relay:deliveries:<id>``), the deliveries that started and never ended, and adds them to the
+attempt number; once they reach the task's ``max_attempts`` the delivery is not run but
+dead-lettered (reason ``worker_lost``).
 
-When Redis cannot be reached the count is skipped (the task runs on ``request.retries`` alone):
-a counter must never be the reason a task does not run.
+Counting costs nothing on the common path. A first delivery (the broker's ``redelivered`` flag
+unset) writes no count: if its pool process dies, the worker's main process, which outlives it,
+counts the death (``CountedRequest``: a lost worker or a hard time limit). A redelivered message
+is counted by the delivery itself (``DeliveryGuard``): one added when it starts, taken back when it
+ends with any outcome, so what is left when the next delivery starts are the ones that died with
+their whole worker. Eager executions (``apply()``) have no main process and always count.
+
+The one death not counted is a first delivery lost together with its worker's main process (the
+whole worker SIGKILLed): such a task may run once more than ``max_attempts`` before it is buried.
+When Redis cannot be reached the count is skipped (the task runs on ``request.retries`` alone): a
+counter must never be the reason a task does not run.
 """
 
 from __future__ import annotations
@@ -20,6 +28,8 @@ import threading
 from typing import Any, Protocol
 
 import redis
+from billiard.exceptions import WorkerLostError
+from celery.worker.request import Request
 
 from relay.errors import TaskError
 from relay.resilience.outages import is_outage
@@ -97,16 +107,38 @@ class MemoryDeliveryCounts:
                 self._counts.pop(task_id, None)
 
 
+def redelivered(call: TaskCall) -> bool:
+    """Whether the broker delivered this message before (restored, requeued or handed back)."""
+    info = getattr(call.request, "delivery_info", None) or {}
+    return bool(info.get("redelivered")) or bool(call.headers.get("redelivered"))
+
+
 class DeliveryGuard(TaskMiddleware):
     """Adds deliveries that died to the attempt number; refuses to run past ``max_attempts``.
 
-    Registered inside the fair lease, so a copy the scheduler drops is not counted.
+    Registered inside the fair lease, so a copy the scheduler drops is not counted. A first
+    delivery on a worker is not counted here (its main process counts its death, see
+    ``CountedRequest``); a redelivered one and an eager execution are.
     """
 
     def __init__(self, counts: DeliveryCounts) -> None:
         self.counts = counts
 
+    def count_death(self, task_id: str) -> None:
+        """A delivery of ``task_id`` that counted nothing itself died (the main process saw it)."""
+        try:
+            self.counts.begin(task_id)
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            log.warning(
+                "lost delivery not counted (Redis unavailable)",
+                extra={"action": "task.deliveries_unavailable", "task_id": task_id},
+            )
+
     def around(self, call: TaskCall, proceed: Proceed) -> Any:
+        if not call.eager and not redelivered(call):
+            return proceed()
         try:
             unfinished = self.counts.begin(call.task_id)
         except Exception as exc:
@@ -153,3 +185,32 @@ class DeliveryGuard(TaskMiddleware):
 
     def on_abandon(self, call: TaskCall, reason: BaseException) -> None:
         self._end(call)
+
+
+class CountedRequest(Request):  # type: ignore[misc]
+    """The worker main process's view of a delivery: counts the death of a pool process that ran
+    a first delivery (which counted nothing itself), so the next delivery sees it."""
+
+    _death_counted = False
+
+    def on_timeout(self, soft: bool, timeout: float) -> None:
+        if not soft:  # the pool process is killed: a hard time limit ends no delivery
+            self._count_death()
+        super().on_timeout(soft, timeout)
+
+    def on_failure(
+        self, exc_info: Any, send_failed_event: bool = True, return_ok: bool = False
+    ) -> None:
+        exc = getattr(exc_info, "exception", None)
+        if isinstance(getattr(exc, "exc", exc), WorkerLostError):  # may come wrapped
+            self._count_death()
+        super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)
+
+    def _count_death(self) -> None:
+        if self._death_counted or self.delivery_info.get("redelivered"):
+            return  # a redelivered message counted its own start
+        self._death_counted = True
+        chain = getattr(self.task.app, "chain", None)
+        guard = chain.find(DeliveryGuard) if chain is not None else None
+        if guard is not None:
+            guard.count_death(self.id)

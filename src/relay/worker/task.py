@@ -35,6 +35,8 @@ class ChainedTask(Task):  # type: ignore[misc]
     abstract = True
     acks_late = True
     reject_on_worker_lost = True
+    # The worker's main process counts deliveries that die with their pool process.
+    Request = "relay.worker.deliveries:CountedRequest"
     # Set on a task class to override the catalogue's policy (tasks outside the catalogue).
     retry_policy: RetryPolicy | None = None
 
