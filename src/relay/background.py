@@ -20,6 +20,18 @@ from typing import Generic, TypeVar
 
 log = logging.getLogger(__name__)
 
+# This process's id, kept current across forks: ``Periodic.ensure`` runs on every buffered write
+# and compares against it without a system call.
+_PID = os.getpid()
+
+
+def _forked() -> None:
+    global _PID
+    _PID = os.getpid()
+
+
+os.register_at_fork(after_in_child=_forked)
+
 K = TypeVar("K")
 V = TypeVar("V")
 
@@ -41,7 +53,7 @@ class Periodic:
     def running(self) -> bool:
         """Whether this process has a live thread for it."""
         thread = self._thread
-        return thread is not None and self._pid == os.getpid() and thread.is_alive()
+        return thread is not None and self._pid == _PID and thread.is_alive()
 
     def ensure(self) -> None:
         """Start the thread in this process if it is not running (cheap when it is)."""
@@ -52,7 +64,7 @@ class Periodic:
                 return
             # After a fork the parent's thread and event do not belong to this process.
             self._stop = threading.Event()
-            self._pid = os.getpid()
+            self._pid = _PID
             self._thread = threading.Thread(
                 target=self._loop, args=(self._stop,), name=f"relay-{self.name}", daemon=True
             )

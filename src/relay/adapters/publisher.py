@@ -26,6 +26,27 @@ class TaskPublisher(Protocol):
 
 
 @contextmanager
+def batched(options: Mapping[str, Any], messages: int) -> Iterator[None]:
+    """Buffer the publishes of a ``one_connection`` run and send them together at the end.
+
+    On Redis, kombu's publish batch queues each message's commands (the push, the task-sent
+    event) in one pipeline: a run of a hundred messages is one round trip instead of a hundred.
+    The buffer is sized so that nothing is sent before the end: a failure then means that none
+    of the run can be counted as published (the caller treats every message as not sent, and
+    the outbox republishes them; idempotency keys make a message that did arrive harmless).
+    Other transports, and publishers without a producer, publish each message as it comes.
+    """
+    producer = options.get("producer")
+    batch = getattr(producer, "batch", None)
+    if batch is None or not getattr(producer, "supports_batch_publish", False):
+        yield
+        return
+    # Commands per message: the push, its queue's expiry, the task-sent event; and some spare.
+    with batch(max_size=4 * messages + 16):
+        yield
+
+
+@contextmanager
 def one_connection(publisher: TaskPublisher) -> Iterator[dict[str, Any]]:
     """Options that make a run of ``send_task`` calls share one broker connection.
 

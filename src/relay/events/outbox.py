@@ -1,9 +1,10 @@
 """Transactional outbox: a task enqueued in a transaction is published only if it commits.
 
 ``Outbox.enqueue(session, ...)`` adds an ``OutboxMessage`` row to the caller's transaction. When
-the outermost transaction commits, the rows are published to Celery (the row id is the task id,
-the idempotency key travels in the headers) and marked sent. A rolled-back transaction publishes
-nothing, and nor does a rolled-back savepoint: its rows are no longer persistent at commit.
+the outermost transaction commits, the rows are published to Celery in order, over one broker
+connection and on Redis in one pipeline (the row id is the task id, the idempotency key travels
+in the headers), and marked sent in batches. A rolled-back transaction publishes nothing, and nor
+does a rolled-back savepoint: its rows are no longer persistent at commit.
 
 If the process dies between commit and publish, the row stays ``pending``; ``relay_pending()``
 (run by beat every few seconds) republishes rows older than a grace period. A row may therefore
@@ -24,7 +25,7 @@ from sqlalchemy import CursorResult, event, inspect, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, SessionTransaction
 
-from relay.adapters.publisher import TaskPublisher, one_connection
+from relay.adapters.publisher import TaskPublisher, batched, one_connection
 from relay.adapters.sql import Database
 from relay.adapters.tracing import extract, inject, span
 from relay.background import Background, Batcher
@@ -94,32 +95,50 @@ class OutboxSender:
     def send(self, rows: Sequence[OutboxMessage]) -> SendResult:
         """Publish ``rows`` in order; reports the ids sent and why each other row was not.
 
-        The rows share one broker connection (no pool round per message). Stops at the first
-        broker connection error (the rest would fail the same way after the same timeouts,
-        inside the caller's commit); those rows stay pending for the relay.
+        The rows share one broker connection (no pool round per message) and, on Redis, one
+        pipeline (``relay.adapters.publisher.batched``). Stops at the first broker connection
+        error (the rest would fail the same way after the same timeouts, inside the caller's
+        commit); those rows stay pending for the relay.
         """
         result = SendResult()
         if not rows:
             return result
-        with one_connection(self.publisher) as options:
-            for index, row in enumerate(rows):
-                try:
-                    self._publish(row, options)
-                except Exception as exc:
-                    log.exception(
-                        "outbox publish failed",
-                        extra={"action": "outbox.publish_failed", "outbox_id": row.id},
-                    )
-                    result.failed[row.id] = f"{type(exc).__name__}: {exc}"[:1000]
-                    if isinstance(exc, _BROKER_DOWN):
-                        result.outage.add(row.id)
-                        for rest in rows[index + 1 :]:
-                            result.failed[rest.id] = "not attempted: broker unavailable"
-                            result.outage.add(rest.id)
-                        break
-                    continue
-                result.sent.append(row.id)
+        try:
+            with one_connection(self.publisher) as options, batched(options, len(rows)):
+                self._send_each(rows, options, result)
+        except Exception as exc:
+            # The buffered publishes were not confirmed: none of them counts as sent.
+            log.exception(
+                "outbox publish batch failed",
+                extra={"action": "outbox.publish_failed", "count": len(result.sent)},
+            )
+            error = f"{type(exc).__name__}: {exc}"[:1000]
+            for row_id in result.sent:
+                result.failed[row_id] = error
+                result.outage.add(row_id)
+            result.sent = []
         return result
+
+    def _send_each(
+        self, rows: Sequence[OutboxMessage], options: Mapping[str, Any], result: SendResult
+    ) -> None:
+        for index, row in enumerate(rows):
+            try:
+                self._publish(row, options)
+            except Exception as exc:
+                log.exception(
+                    "outbox publish failed",
+                    extra={"action": "outbox.publish_failed", "outbox_id": row.id},
+                )
+                result.failed[row.id] = f"{type(exc).__name__}: {exc}"[:1000]
+                if isinstance(exc, _BROKER_DOWN):
+                    result.outage.add(row.id)
+                    for rest in rows[index + 1 :]:
+                        result.failed[rest.id] = "not attempted: broker unavailable"
+                        result.outage.add(rest.id)
+                    break
+                continue
+            result.sent.append(row.id)
 
     def _publish(self, row: OutboxMessage, options: Mapping[str, Any]) -> None:
         # The span joins the trace of whoever enqueued the row (its headers carry that context),

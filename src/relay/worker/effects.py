@@ -15,7 +15,7 @@ from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import WatchError
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import bindparam, text
 
 from relay.adapters.sql import Database
 from relay.models import ProcessedKey, utcnow
@@ -57,6 +57,14 @@ class SqlEffects(EffectStore):
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        # Built once: the claim runs on every effect, and building the statement (and its
+        # cache key) each time costs more Python than the round trip.
+        columns = ProcessedKey.__table__.c
+        self._claim_statement = text(
+            f"INSERT INTO {ProcessedKey.__tablename__} (idempotency_key, task_name, processed_at)"
+            " VALUES (:key, :task, :at) ON CONFLICT (idempotency_key) DO NOTHING"
+            " RETURNING idempotency_key"
+        ).bindparams(bindparam("at", type_=columns.processed_at.type))
 
     @contextmanager
     def effect(self, task_name: str, key: str | None) -> Iterator[Session | None]:
@@ -78,14 +86,8 @@ class SqlEffects(EffectStore):
         ``INSERT ... ON CONFLICT DO NOTHING RETURNING``: a concurrent duplicate waits for the
         first claim's transaction and then sees the conflict (no savepoint, no prior SELECT).
         """
-        dialect = sqlite if self.db.is_sqlite else postgresql
-        statement = (
-            dialect.insert(ProcessedKey.__table__)
-            .values(idempotency_key=key, task_name=task_name, processed_at=utcnow())
-            .on_conflict_do_nothing(index_elements=["idempotency_key"])
-            .returning(ProcessedKey.__table__.c.idempotency_key)
-        )
-        return session.execute(statement).first() is not None
+        params = {"key": key, "task": task_name, "at": utcnow()}
+        return session.execute(self._claim_statement, params).first() is not None
 
     def processed(self, key: str) -> bool:
         with self.db.session() as session:
