@@ -158,6 +158,11 @@ class Batcher(Generic[K, V]):
             )
         self._job.ensure()
 
+    def discard(self, key: K) -> bool:
+        """Drop what is buffered for ``key`` (not applied yet); True when something was."""
+        with self._lock:
+            return self._pending.pop(key, None) is not None
+
     def pending(self) -> int:
         """How many keys wait for the next flush."""
         with self._lock:

@@ -29,3 +29,15 @@ def test_flush_waits_for_a_batch_the_background_thread_is_writing() -> None:
     assert flushed.wait(10)
     caller.join(10)
     assert written == ["k"]
+
+
+def test_a_discarded_key_is_not_applied_and_others_are() -> None:
+    written: list[dict[str, int]] = []
+    batcher: Batcher[str, int] = Batcher("test", written.append, interval=60)
+    batcher.add("received", 1)
+    batcher.add("kept", 2)
+    assert batcher.discard("received")
+    assert not batcher.discard("received")  # nothing left to drop
+    batcher.flush()
+    assert written == [{"kept": 2}]
+    batcher.stop()

@@ -1,4 +1,4 @@
-"""The outbox publishes a send's rows in one broker batch; a batch that fails counts none as sent."""
+"""A send's rows go out in one broker batch; a batch that fails counts none of them as sent."""
 
 from __future__ import annotations
 

@@ -34,6 +34,7 @@ from celery.worker.request import Request
 from relay.errors import TaskError
 from relay.resilience.outages import is_outage
 from relay.retry import RetryPolicy
+from relay.worker.lifecycle import TaskLifecycle
 from relay.worker.middleware import Proceed, TaskCall, TaskMiddleware
 
 log = logging.getLogger(__name__)
@@ -189,9 +190,22 @@ class DeliveryGuard(TaskMiddleware):
 
 class CountedRequest(Request):  # type: ignore[misc]
     """The worker main process's view of a delivery: counts the death of a pool process that ran
-    a first delivery (which counted nothing itself), so the next delivery sees it."""
+    a first delivery (which counted nothing itself), so the next delivery sees it; and, once the
+    delivery ended, withdraws its RECEIVED record if that is still buffered (see
+    ``TaskLifecycle.delivered``)."""
 
     _death_counted = False
+
+    def on_success(self, failed__retval__runtime: Any, **kwargs: Any) -> None:
+        # Every outcome the pool process reports (success, failure, retry) arrives here.
+        self._ended()
+        super().on_success(failed__retval__runtime, **kwargs)
+
+    def _ended(self) -> None:
+        chain = getattr(self.task.app, "chain", None)
+        lifecycle = chain.find(TaskLifecycle) if chain is not None else None
+        if lifecycle is not None:
+            lifecycle.delivered(self.id)
 
     def on_timeout(self, soft: bool, timeout: float) -> None:
         if not soft:  # the pool process is killed: a hard time limit ends no delivery

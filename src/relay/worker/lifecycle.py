@@ -97,7 +97,12 @@ class TaskLifecycle(TaskMiddleware):
     # --- transitions ----------------------------------------------------------------------------
 
     def received(self, *, task_id: str, name: str, queue: str, attempt: int, worker: str) -> None:
-        """The worker took the message off its queue (recorded from the worker's main process)."""
+        """The worker took the message off its queue (recorded from the worker's main process).
+
+        Buffered like every transition; ``delivered`` withdraws it when the delivery ends before
+        it was written, so a short task's record is written once, by the pool process that ran
+        it, and RECEIVED reaches the table only for messages that wait or run a while.
+        """
         self.records.record(
             task_id,
             name=name,
@@ -107,6 +112,11 @@ class TaskLifecycle(TaskMiddleware):
             status=TaskStatus.RECEIVED,
             heartbeat_at=utcnow(),
         )
+
+    def delivered(self, task_id: str) -> None:
+        """The worker's main process saw the delivery of ``task_id`` end (whatever its outcome,
+        which the pool process records): its buffered RECEIVED is not worth a write any more."""
+        self.records.withdraw(task_id)
 
     def around(self, call: TaskCall, proceed: Proceed) -> Any:
         """Record STARTED, then run. Registered inside the fair lease: a copy the scheduler

@@ -69,6 +69,10 @@ class RecordWriter:
             raise ValueError(f"unknown task record fields: {sorted(unknown)}")
         self._batch.add(task_id, {"id": task_id, "updated_at": utcnow(), **fields})
 
+    def withdraw(self, task_id: str) -> bool:
+        """Drop ``task_id``'s buffered transitions (not written yet); True when there were."""
+        return self._batch.discard(task_id)
+
     def flush(self) -> int:
         """Write every buffered transition now; returns how many records were written."""
         return self._batch.flush()
