@@ -10,7 +10,8 @@ Here a failed move leaves the messages where they are: in ``unacked`` and in the
 delivered set, from where the worker's ``HandBackStep`` moves them back once it is connected
 again (``relay.worker.handback``); tasks still running then acknowledge through the new channel
 (an acknowledgement through a closed channel would fail and leave the message in ``unacked``
-until the visibility timeout). Everything else is kombu's transport unchanged.
+until the visibility timeout). Commands sent outside the event loop share one client per channel
+(kombu builds one per command). Everything else is kombu's transport unchanged.
 """
 
 from __future__ import annotations
@@ -76,6 +77,23 @@ class QoS(kombu_redis.QoS):  # type: ignore[misc]
 
 class Channel(kombu_redis.Channel):  # type: ignore[misc]
     QoS = QoS
+    _command_client: Any = None
+
+    def _create_client(self, asynchronous: bool = False) -> Any:
+        """One client per channel and pool for the commands sent outside the event loop.
+
+        kombu builds a new client for each of them (every publish, acknowledgement, restore),
+        and building one fills its table of response callbacks: a tenth of a worker's main
+        process CPU went there. The client holds nothing but its pool (thread-safe), so one
+        serves them all; a new pool (after a reconnection) gets a new client.
+        """
+        if asynchronous:
+            return super()._create_client(asynchronous=True)
+        pool = self.pool
+        client = self._command_client
+        if client is None or client.connection_pool is not pool:
+            client = self._command_client = super()._create_client()
+        return client
 
 
 class Transport(kombu_redis.Transport):  # type: ignore[misc]
