@@ -3,7 +3,6 @@ process counts the death, so the next delivery runs as the second attempt."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 from relay.models import TaskRecord
 from relay.runtime import Runtime
 from relay.worker.deliveries import RedisDeliveryCounts
+from tests.chaos.drills import worker_env
 from tests.outages import stop_process
 from tests.waiting import wait_until
 
@@ -20,15 +20,7 @@ REPO = Path(__file__).resolve().parents[2]
 def test_a_pool_process_death_is_counted_by_the_main_process(
     runtime: Runtime, tmp_path: Path
 ) -> None:
-    settings = runtime.settings
-    env = dict(
-        os.environ,
-        RELAY_DATABASE_URL=settings.database_url,
-        RELAY_REDIS_URL=str(settings.redis.url),
-        RELAY_VAR_DIR=str(settings.var_dir),
-        RELAY_LOG_LEVEL="WARNING",
-        PYTHONPATH=str(REPO),
-    )
+    env = worker_env(runtime, PYTHONPATH=str(REPO))
     argv = [sys.executable, "-m", "relay", "worker", "-Q", "monitor", "-c", "1",
             "-n", "deliveries@test", "-I", "tests.integration.dying_task"]  # fmt: skip
     journal = tmp_path / "runs.txt"
