@@ -201,9 +201,13 @@ class CountedRequest(Request):  # type: ignore[misc]
         self._ended()
         super().on_success(failed__retval__runtime, **kwargs)
 
-    def _ended(self) -> None:
+    def _middleware(self, kind: type[Any]) -> Any:
+        """The task's app's middleware of type ``kind`` (``None`` on a plain Celery app)."""
         chain = getattr(self.task.app, "chain", None)
-        lifecycle = chain.find(TaskLifecycle) if chain is not None else None
+        return chain.find(kind) if chain is not None else None
+
+    def _ended(self) -> None:
+        lifecycle = self._middleware(TaskLifecycle)
         if lifecycle is not None:
             lifecycle.delivered(self.id)
 
@@ -224,7 +228,6 @@ class CountedRequest(Request):  # type: ignore[misc]
         if self._death_counted or self.delivery_info.get("redelivered"):
             return  # a redelivered message counted its own start
         self._death_counted = True
-        chain = getattr(self.task.app, "chain", None)
-        guard = chain.find(DeliveryGuard) if chain is not None else None
+        guard = self._middleware(DeliveryGuard)
         if guard is not None:
             guard.count_death(self.id)
