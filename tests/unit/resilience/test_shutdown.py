@@ -19,7 +19,9 @@ from relay.resilience.shutdown import DRAIN, Drain
 from relay.supervisor import Child
 from relay.worker.shutdown import ShutdownHooks, kill_survivors
 
-FORK = multiprocessing.get_context("fork")
+# A fresh interpreter, not a fork: a fork of the test process inherits whatever lock one of its
+# threads (left behind by earlier tests) held at that moment, and can hang before it is ready.
+SPAWN = multiprocessing.get_context("spawn")
 
 
 def test_the_drain_flag_keeps_its_first_reason_until_reset() -> None:
@@ -53,10 +55,10 @@ def _pool_child(task: bool, ready: multiprocessing.synchronize.Event) -> None:
 def test_sigterm_never_kills_a_pool_child_and_raises_its_flag_once_it_runs_tasks(
     task: bool, exitcode: int
 ) -> None:
-    ready = FORK.Event()
-    child = FORK.Process(target=_pool_child, args=(task, ready))
+    ready = SPAWN.Event()
+    child = SPAWN.Process(target=_pool_child, args=(task, ready))
     child.start()
-    assert ready.wait(10)
+    assert ready.wait(30)
     os.kill(child.pid or 0, signal.SIGTERM)
     child.join(10)
     assert child.exitcode == exitcode
