@@ -88,6 +88,7 @@ class ShutdownHooks:
         self.in_pool_child = False
         self.children: Children = children if children is not None else list
         self._deadline: threading.Thread | None = None
+        self._main_pid: int | None = None
 
     # --- pool children ------------------------------------------------------------------------
 
@@ -99,6 +100,10 @@ class ShutdownHooks:
         that is ignored, so SIGTERM is ignored until the first task starts; from then on it
         raises the drain flag.
         """
+        if os.getpid() == self._main_pid:
+            # The solo pool announces itself in the main process, which runs the tasks there:
+            # it keeps Celery's own SIGTERM handler (a warm shutdown), or it would never stop.
+            return
         DRAIN.reset()
         self.in_pool_child = True
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -122,7 +127,9 @@ class ShutdownHooks:
     # --- the main process ---------------------------------------------------------------------
 
     def on_worker_init(self, instance: Any = None, **_: Any) -> None:
-        """Celery built its ``WorkController``: its pool processes are the ones to watch."""
+        """Celery builds its ``WorkController`` (before the pool): its pool processes are the
+        ones to watch, and this is the main process."""
+        self._main_pid = os.getpid()
         if instance is not None:
             self.children = lambda: pool_processes(instance)
 

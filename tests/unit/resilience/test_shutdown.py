@@ -176,3 +176,22 @@ def test_the_main_process_keeps_celerys_sigterm_handler() -> None:
     before = signal.getsignal(signal.SIGTERM)
     hooks.on_task_start()  # a solo or threads pool runs tasks in the main process
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_the_solo_pool_keeps_the_main_process_sigterm_handler() -> None:
+    """The solo pool announces ``worker_process_init`` in the main process, where Celery's own
+    SIGTERM handler (a warm shutdown) must stay, before and after tasks run."""
+
+    def celery_handler(signum: int, frame: object) -> None:
+        raise AssertionError("not called")
+
+    previous = signal.signal(signal.SIGTERM, celery_handler)
+    try:
+        hooks = ShutdownHooks(grace=5)
+        hooks.on_worker_init(instance=None)  # the main process builds its worker
+        hooks.on_process_init()  # the solo pool, in that same process
+        hooks.on_task_start()
+        assert signal.getsignal(signal.SIGTERM) is celery_handler
+        assert not hooks.in_pool_child
+    finally:
+        signal.signal(signal.SIGTERM, previous)
