@@ -86,6 +86,17 @@ class RelayCelery(Celery):  # type: ignore[misc]
             "broker", self._publish, name, args, kwargs, options, unavailable=BrokerUnavailable
         )
 
+    def _get_backend(self) -> Any:
+        backend = super()._get_backend()
+        # Celery's Redis result backend subscribes to a task's result channel as the task is
+        # published (and unsubscribes when the returned ``AsyncResult`` is collected): two Redis
+        # commands per publish, for a result nobody may ever wait for (the outbox and the
+        # dispatcher drop theirs). ``AsyncResult.get()`` subscribes itself before it reads the
+        # stored result, so a waiter misses nothing when the publish does not subscribe.
+        if getattr(backend, "on_task_call", None) is not None:
+            backend.on_task_call = _no_subscription
+        return backend
+
     def _publish(
         self,
         name: str,
@@ -103,3 +114,7 @@ class RelayCelery(Celery):  # type: ignore[misc]
             if as_outage(exc) is None:
                 raise
             raise BrokerUnavailable(f"Redis did not take {name}: {exc.__cause__}") from exc
+
+
+def _no_subscription(producer: Any, task_id: str) -> None:
+    """A publish does not subscribe to its result (``RelayCelery._get_backend``)."""
