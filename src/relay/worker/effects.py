@@ -87,7 +87,9 @@ class SqlEffects(EffectStore):
         first claim's transaction and then sees the conflict (no savepoint, no prior SELECT).
         """
         params = {"key": key, "task": task_name, "at": utcnow()}
-        return session.execute(self._claim_statement, params).first() is not None
+        # On the session's connection: the same transaction, without the ORM's execute events
+        # (nothing of the ORM is involved in a claim).
+        return session.connection().execute(self._claim_statement, params).first() is not None
 
     def processed(self, key: str) -> bool:
         with self.db.session() as session:
