@@ -16,8 +16,9 @@ trip; work that does gets its savepoint before its first statement and keeps the
 The savepoint opens on the session's ``before_flush`` (during a flush, so the flush runs inside
 it) and ``do_orm_execute`` (every ``session.execute``, ``scalar``, ``get`` and lazy load) events,
 listened for once per session factory (``install``). A statement sent on ``session.connection()``
-directly is not seen: code that does so must open its own ``begin_nested()``. A session from a
-factory without the listeners gets an eager ``begin_nested()`` instead.
+directly is not seen: code that does so calls ``before_statement(session)`` first, or opens its
+own ``begin_nested()``. A session from a factory without the listeners gets an eager
+``begin_nested()`` instead.
 
 Guards nest: a guard entered inside another one (an event emitted by a receiver) opens the
 enclosing guard's savepoint first, so the outer failure still undoes the inner work.
@@ -91,7 +92,13 @@ def _before_flush(session: Session, _context: Any, _instances: Any) -> None:
 
 
 def _before_execute(state: Any) -> None:
-    guard = state.session.info.get(_GUARD)
+    before_statement(state.session)
+
+
+def before_statement(session: Session) -> None:
+    """Open the enclosing lazy savepoints now: ``session`` is about to send a statement on
+    ``session.connection()`` (which the listeners do not see), and it must run inside them."""
+    guard = session.info.get(_GUARD)
     if guard is not None and guard.nested is None:
         guard.open()
 

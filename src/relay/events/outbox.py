@@ -1,10 +1,12 @@
 """Transactional outbox: a task enqueued in a transaction is published only if it commits.
 
-``Outbox.enqueue(session, ...)`` adds an ``OutboxMessage`` row to the caller's transaction. When
-the outermost transaction commits, the rows are published to Celery in order, over one broker
-connection and on Redis in one pipeline (the row id is the task id, the idempotency key travels
-in the headers), and marked sent in batches. A rolled-back transaction publishes nothing, and nor
-does a rolled-back savepoint: its rows are no longer persistent at commit.
+``Outbox.enqueue(session, ...)`` inserts an ``OutboxMessage`` row in the caller's transaction (a
+Core insert on the session's connection, inside the enclosing savepoint if any: the ORM's unit of
+work cost more than the transaction's commit). When the outermost transaction commits, the rows
+are published to Celery in order, over one broker connection and on Redis in one pipeline (the
+row id is the task id, the idempotency key travels in the headers), and marked sent in batches. A
+rolled-back transaction publishes nothing, and nor does a rolled-back savepoint: its rows are
+dropped from the session's pending list when it rolls back.
 
 If the process dies between commit and publish, the row stays ``pending``; ``relay_pending()``
 (run by beat every few seconds) republishes rows older than a grace period. A row may therefore
@@ -21,10 +23,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, cast
 
 from kombu.exceptions import OperationalError
-from sqlalchemy import CursorResult, event, inspect, select, update
+from sqlalchemy import CursorResult, Table, event, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, SessionTransaction
 
+from relay.adapters import savepoint
 from relay.adapters.publisher import TaskPublisher, batched, one_connection
 from relay.adapters.sql import Database
 from relay.adapters.tracing import extract, inject, span
@@ -188,7 +191,9 @@ class Outbox:
         self._sent_marks: Batcher[str, dict[str, Any]] = Batcher(
             "outbox-sent", self._mark, interval=0.2, background=background
         )
+        self._insert = insert(cast(Table, OutboxMessage.__table__))
         event.listen(db.sessions, "after_commit", self._after_commit)
+        event.listen(db.sessions, "after_soft_rollback", self._after_soft_rollback)
         event.listen(db.sessions, "after_transaction_end", self._after_transaction_end)
 
     def enqueue(
@@ -210,6 +215,9 @@ class Outbox:
         extra message headers (JSON values); ``tenant_id`` is reserved. A replay passes the
         original task's ``idempotency_key`` in ``headers``: the task then keeps applying its
         effect at most once, while the new row gets a key of its own.
+
+        The row is inserted at once (a key shared by two rows fails here, with the unique
+        index's ``IntegrityError``); the returned object is not attached to ``session``.
         """
         row = outbox_row(
             task_name,
@@ -220,8 +228,7 @@ class Outbox:
             queue=queue,
             headers=headers,
         )
-        session.add(row)
-        session.info.setdefault(_PENDING, []).append(row)
+        self._add(session, [row])
         return row
 
     def enqueue_many(self, session: Session, tasks: Iterable[Enqueue]) -> list[OutboxMessage]:
@@ -243,9 +250,16 @@ class Outbox:
             )
             for task in tasks
         ]
-        session.add_all(rows)
-        session.info.setdefault(_PENDING, []).extend(rows)
+        if rows:
+            self._add(session, rows)
         return rows
+
+    def _add(self, session: Session, rows: list[OutboxMessage]) -> None:
+        """Insert ``rows`` in ``session``'s transaction, remembering the savepoint they are in."""
+        savepoint.before_statement(session)
+        session.connection().execute(self._insert, [_row_values(row) for row in rows])
+        scope = session.get_nested_transaction()
+        session.info.setdefault(_PENDING, []).extend((row, scope) for row in rows)
 
     # --- after commit ---------------------------------------------------------------------------
 
@@ -253,10 +267,8 @@ class Outbox:
         # after_commit also fires when a savepoint is released; only the outermost commit counts.
         if session.get_nested_transaction() is not None:
             return
-        rows: list[OutboxMessage] = session.info.pop(_PENDING, [])
-        # Rows added inside a rolled-back savepoint were expunged (transient now), and rows
-        # deleted again before commit are detached: neither was committed, neither is published.
-        committed = [r for r in rows if inspect(r).persistent]
+        # Rows of a rolled-back savepoint left the list when it rolled back.
+        committed = [row for row, _ in session.info.pop(_PENDING, [])]
         if not committed:
             return
         # Runs inside the caller's ``commit()``, which has already succeeded: nothing here may
@@ -289,6 +301,14 @@ class Outbox:
     def flush(self) -> int:
         """Write the pending "sent" marks now (tests, shutdown); returns how many."""
         return self._sent_marks.flush()
+
+    def _after_soft_rollback(self, session: Session, rolled_back: SessionTransaction) -> None:
+        # A savepoint rolled back: the rows inserted in it (or in savepoints inside it) are gone.
+        pending = session.info.get(_PENDING)
+        if pending and rolled_back.nested:
+            session.info[_PENDING] = [
+                (row, scope) for row, scope in pending if not _inside(scope, rolled_back)
+            ]
 
     def _after_transaction_end(self, session: Session, transaction: SessionTransaction) -> None:
         # The outermost transaction ended without commit (rollback, or close): drop its rows.
@@ -475,6 +495,25 @@ def outbox_row(
         attempts=0,
         created_at=utcnow(),
     )
+
+
+def _inside(scope: SessionTransaction | None, savepoint: SessionTransaction) -> bool:
+    """Whether ``scope`` (a row's savepoint, ``None`` for the outermost transaction) is
+    ``savepoint`` or nested in it."""
+    while scope is not None:
+        if scope is savepoint:
+            return True
+        scope = scope.parent
+    return False
+
+
+_COLUMNS = tuple(column.key for column in OutboxMessage.__table__.columns)
+
+
+def _row_values(row: OutboxMessage) -> dict[str, Any]:
+    """The column values of a new row (every column: one statement shape for every row)."""
+    values = row.__dict__
+    return {key: values.get(key) for key in _COLUMNS}
 
 
 def _pending_record(row: OutboxMessage) -> dict[str, Any]:
