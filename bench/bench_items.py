@@ -1,4 +1,4 @@
-"""Per-item paths: workflow node execution snapshots stored many per transaction.
+"""Per-item paths: workflow node execution snapshots and ops traces stored many per transaction.
 
 relay: ``store_node_executions`` (the ordering rule, tenant and run checks, one transaction per
 batch) over ``ITEMS`` new snapshots and then the same number of updates (each node finishing);
@@ -11,6 +11,10 @@ checkpoint every ``SLICE`` nodes (each flushes the buffer); the outbox rows it w
 applied with the storage task's body. Counted: snapshots saved, over the time to save them and
 store them all. Baseline: the same snapshots one outbox row and one stored transaction each
 (the path before batching), on at most 500 of them.
+
+Ops traces: ``relay.ops_trace.deliver_batch`` with 500 traces per message, run in this process
+through the task chain, no endpoint configured (the store path); baseline: the single-trace task
+``relay.ops_trace.deliver``, one message per trace, on at most 500 traces.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ ITEMS = int(os.environ.get("BENCH_ITEMS", "5000"))
 BATCH = 500
 STORE_NODES = int(os.environ.get("BENCH_STORE_NODES", "1000"))
 SLICE = 50
+TRACES_PER_MESSAGE = 500
 
 
 def _node(tenant: str, run: str, i: int, **changes: Any) -> dict[str, Any]:
@@ -116,13 +121,21 @@ def run(rounds: int) -> list[Row]:
                 runtime, tenant_id, new_run(), min(STORE_NODES, 250), batched=False
             )
 
+        def traces_batched() -> float:
+            return _traces(runtime, tenant_id, ITEMS, per_message=TRACES_PER_MESSAGE)
+
+        def traces_single() -> float:
+            return _traces(runtime, tenant_id, min(ITEMS, 500), per_message=1)
+
         results: dict[str, list[float]] = {
-            "batched": [], "single": [], "plain": [], "store": [], "store_single": []
+            "batched": [], "single": [], "plain": [], "store": [], "store_single": [],
+            "traces": [], "traces_single": [],
         }  # fmt: skip
-        order = ["batched", "single", "plain", "store", "store_single"]
+        order = ["batched", "single", "plain", "store", "store_single", "traces", "traces_single"]
         sides = {
             "batched": relay_batched, "single": relay_single, "plain": plain_bulk,
             "store": through_store, "store_single": one_by_one,
+            "traces": traces_batched, "traces_single": traces_single,
         }  # fmt: skip
         for round_no in range(rounds):
             for name in order if round_no % 2 == 0 else reversed(order):
@@ -142,7 +155,32 @@ def run(rounds: int) -> list[Row]:
             med(results["store"]), med(results["store_single"]), "/s", True,
             "save → outbox batch → stored; baseline: one outbox row and one stored transaction "
             "per snapshot (the path before batching); goal ≥ 5,000/s", load),
+        Row(f"ops traces stored, {TRACES_PER_MESSAGE} per message (traces/s)",
+            med(results["traces"]), med(results["traces_single"]), "/s", True,
+            "relay.ops_trace.deliver_batch through the task chain, no endpoint (stores only); "
+            "baseline: relay.ops_trace.deliver, one trace per message; goal ≥ 5,000/s", load),
     ]  # fmt: skip
+
+
+def _traces(runtime: Runtime, tenant_id: str, count: int, *, per_message: int) -> float:
+    """Traces per second stored by the delivery tasks, run in this process through the task
+    chain (``apply``) with the headers the outbox gives them, ``per_message`` per message."""
+    batch = runtime.celery.tasks["relay.ops_trace.deliver_batch"]
+    single = runtime.celery.tasks["relay.ops_trace.deliver"]
+    tag = uuid.uuid4().hex[:8]
+    started = time.perf_counter()
+    for start in range(0, count, per_message):
+        headers = {"idempotency_key": f"trace-{tag}-{start}", "tenant_id": tenant_id}
+        items = [
+            {"trace_type": "node", "payload": {"node": i, "latency": 0.01}}
+            for i in range(start, min(start + per_message, count))
+        ]
+        if per_message == 1:
+            args: list[Any] = [tenant_id, "bench-app", "node", items[0]["payload"]]
+            single.apply(args=args, headers=headers, throw=True)
+        else:
+            batch.apply(args=[tenant_id, "bench-app", items], headers=headers, throw=True)
+    return count / (time.perf_counter() - started)
 
 
 def _through_store(

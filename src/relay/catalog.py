@@ -160,6 +160,14 @@ DELIVER_OPS_TRACE = TaskSpec(
     retry=RetryPolicy(max_attempts=5, base_delay=5, max_delay=300),
 )
 
+DELIVER_OPS_TRACES = TaskSpec(
+    "relay.ops_trace.deliver_batch",
+    "ops_trace",
+    soft_time_limit=300,
+    time_limit=360,
+    retry=RetryPolicy(max_attempts=5, base_delay=5, max_delay=300),
+)
+
 SAVE_WORKFLOW_RUN = TaskSpec(
     "relay.workflow_storage.save_run",
     "workflow_storage",
@@ -227,6 +235,7 @@ TASKS: tuple[TaskSpec, ...] = (
     INDEX_DOCUMENTS,
     SEND_MAIL,
     DELIVER_OPS_TRACE,
+    DELIVER_OPS_TRACES,
     SAVE_WORKFLOW_RUN,
     SAVE_NODE_EXECUTION,
     RUN_WORKFLOW,
@@ -260,6 +269,7 @@ TASK_MODULES: tuple[str, ...] = (
     "relay.tasks.indexing",
     "relay.tasks.mail",
     "relay.tasks.ops_trace",
+    "relay.tasks.ops_trace_batch",
     "relay.tasks.workflow_storage",
     "relay.tasks.workflow_run",
     "relay.tasks.app_deletion",

@@ -254,3 +254,141 @@ def test_retry_after_reads_seconds_and_http_dates() -> None:
     assert retry_after("-5") == 0
     assert retry_after("Thu, 01 Jan 2026 12:00:30 GMT", now=now) == 30
     assert retry_after("999999") == 900  # clamped
+
+
+# --- many traces per message (relay.ops_trace.deliver_batch) --------------------------------------
+
+DELIVER_BATCH = "relay.ops_trace.deliver_batch"
+
+
+def traces(count: int) -> list[dict[str, Any]]:
+    return [{"trace_type": "node", "payload": {"node": i}} for i in range(count)]
+
+
+def deliver_batch(runtime: Runtime, tenant: str, key: str, items: Any) -> Any:
+    task = runtime.celery.tasks[DELIVER_BATCH]
+    headers = {"idempotency_key": key, "tenant_id": tenant}
+    return task.apply(args=[tenant, APP, items], headers=headers, throw=True).get()
+
+
+def batch_rows(runtime: Runtime, ids: list[str]) -> list[OpsTrace]:
+    with runtime.db.session() as session:
+        found = {row.id: row for row in session.scalars(select(OpsTrace))}
+    return [found[trace_id] for trace_id in ids]
+
+
+def test_a_batch_is_stored_and_each_trace_delivered_once_through_a_worker(
+    runtime: Runtime, worker: Any, endpoint: Endpoint, tenant: str
+) -> None:
+    headers = {"idempotency_key": "batch-1", "tenant_id": tenant}
+    args = [tenant, APP, traces(3)]
+
+    first = runtime.celery.send_task(DELIVER_BATCH, args=args, headers=headers).get(timeout=30)
+    again = runtime.celery.send_task(DELIVER_BATCH, args=args, headers=headers).get(timeout=30)
+
+    ids = first["trace_ids"]
+    assert len(set(ids)) == 3
+    assert first == {"trace_ids": ids, "stored": 3, "delivered": 3}
+    assert again == first, "a redelivery meets the same rows and sends nothing again"
+    rows = batch_rows(runtime, ids)
+    assert [(r.status, r.attempts, r.payload) for r in rows] == [
+        (OpsTraceStatus.DELIVERED, 1, {"node": i}) for i in range(3)
+    ]
+    assert [(h["Idempotency-Key"], body["id"]) for h, body in endpoint.received] == [
+        (i, i) for i in ids
+    ]
+    assert all(body["tenant_id"] == tenant for _, body in endpoint.received)
+
+
+def test_a_transient_failure_retries_only_the_traces_not_delivered(
+    runtime: Runtime, endpoint: Endpoint, tenant: str
+) -> None:
+    endpoint.first = [200, 503]
+    outcome = deliver_batch(runtime, tenant, "batch-2", traces(3))
+
+    ids = outcome["trace_ids"]
+    assert outcome["delivered"] == 3
+    assert [body["id"] for _, body in endpoint.received] == [ids[0], ids[1], ids[1], ids[2]]
+    assert [(r.status, r.attempts) for r in batch_rows(runtime, ids)] == [
+        (OpsTraceStatus.DELIVERED, 1),
+        (OpsTraceStatus.DELIVERED, 2),
+        (OpsTraceStatus.DELIVERED, 1),
+    ]
+    assert failure_counts(runtime.redis, APP) == {today(): 1}
+
+
+def test_a_refused_trace_fails_alone_and_the_task_is_dead_lettered(
+    runtime: Runtime, endpoint: Endpoint, tenant: str
+) -> None:
+    endpoint.first = [200, 400, 200]
+    with pytest.raises(FatalTaskError, match="1 of 3 traces refused"):
+        deliver_batch(runtime, tenant, "batch-3", traces(3))
+
+    rows = sorted(only_rows(runtime), key=lambda r: r.payload["node"])
+    assert [r.status for r in rows] == [
+        OpsTraceStatus.DELIVERED,
+        OpsTraceStatus.FAILED,
+        OpsTraceStatus.DELIVERED,
+    ]
+    assert rows[1].last_error is not None
+    assert "400" in rows[1].last_error
+    [letter] = runtime.dead_letters.list_letters()
+    assert letter.task_name == DELIVER_BATCH
+
+
+def only_rows(runtime: Runtime) -> list[OpsTrace]:
+    with runtime.db.session() as session:
+        return list(session.scalars(select(OpsTrace)))
+
+
+@pytest.mark.parametrize(
+    ("items", "message"),
+    [
+        ([], "non-empty list"),
+        ("not a list", "non-empty list"),
+        ([{"trace_type": "node", "payload": {}}, {"trace_type": "node"}], "trace 1: must be"),
+        ([{"trace_type": "node", "payload": {}, "extra": 1}], "trace 0: must be"),
+        ([{"trace_type": "", "payload": {}}], "trace 0: invalid trace type"),
+        ([{"trace_type": 7, "payload": {}}], "trace 0: invalid trace type"),
+        ([{"trace_type": "node", "payload": [1]}], "trace 0: .*JSON object"),
+        (traces(1001), "at most 1000"),
+    ],
+)
+def test_a_malformed_batch_is_refused_whole_before_anything_is_stored(
+    runtime: Runtime, endpoint: Endpoint, tenant: str, items: Any, message: str
+) -> None:
+    with pytest.raises(FatalTaskError, match=message):
+        deliver_batch(runtime, tenant, "batch-4", items)
+    assert only_rows(runtime) == []
+    assert endpoint.received == []
+
+
+def test_another_tenants_message_cannot_reach_a_tenants_traces(
+    runtime: Runtime, endpoint: Endpoint, tenant: str
+) -> None:
+    ids = deliver_batch(runtime, tenant, "batch-5", traces(2))["trace_ids"]
+    with runtime.db.transaction() as session:
+        other = Tenant(name="other")
+        session.add(other)
+        session.flush()
+        other_id = other.id
+
+    # The same key from another tenant derives the same row ids: refused, nothing changes.
+    with pytest.raises(FatalTaskError, match="belongs to another tenant"):
+        deliver_batch(runtime, other_id, "batch-5", traces(2))
+    rows = batch_rows(runtime, ids)
+    assert [(r.tenant_id, r.status, r.attempts) for r in rows] == [
+        (tenant, OpsTraceStatus.DELIVERED, 1)
+    ] * 2
+    assert len(endpoint.received) == 2
+
+
+def test_without_an_endpoint_a_batch_is_only_stored(
+    runtime: Runtime, endpoint: Endpoint, tenant: str
+) -> None:
+    runtime.settings = runtime.settings.model_copy(update={"ops_trace": OpsTraceSettings()})
+    outcome = deliver_batch(runtime, tenant, "batch-6", traces(50))
+    assert (outcome["stored"], outcome["delivered"]) == (50, 0)
+    rows = batch_rows(runtime, outcome["trace_ids"])
+    assert {(r.status, r.attempts) for r in rows} == {(OpsTraceStatus.PENDING, 0)}
+    assert endpoint.received == []

@@ -65,7 +65,7 @@ def deliver_trace(
     """Store the trace and deliver it; returns ``{"trace_id", "status"}`` (plus ``skipped``
     when an earlier delivery of this message delivered it already)."""
     self.require_tenant(tenant_id)
-    _validate(app_id, trace_type, payload)
+    validate_trace(app_id, trace_type, payload)
     settings = self.runtime.settings.ops_trace
     db = self.runtime.db
     trace_id = trace_id_for(self.effect_key(), self.request.id)
@@ -100,10 +100,11 @@ def trace_id_for(effect_key: str | None, task_id: str | None) -> str:
     return str(uuid.uuid5(_ID_NAMESPACE, basis)) if basis else str(uuid.uuid4())
 
 
-def _validate(app_id: str, trace_type: str, payload: Any) -> None:
+def validate_trace(app_id: str, trace_type: Any, payload: Any) -> None:
+    """Refuse (``FatalTaskError``) an app id, trace type or payload a trace cannot have."""
     if not app_id or len(app_id) > 36:
         raise FatalTaskError(f"invalid app id {app_id!r}")
-    if not trace_type or len(trace_type) > _TRACE_TYPE_CHARS:
+    if not isinstance(trace_type, str) or not trace_type or len(trace_type) > _TRACE_TYPE_CHARS:
         raise FatalTaskError(f"invalid trace type {trace_type!r}")
     if not isinstance(payload, dict):
         raise FatalTaskError(f"trace payload must be a JSON object, not {type(payload).__name__}")
@@ -162,18 +163,22 @@ def _store(
 
 
 def post_trace(
-    settings: OpsTraceSettings, document: dict[str, Any], breakers: Breakers | None = None
+    settings: OpsTraceSettings,
+    document: dict[str, Any],
+    breakers: Breakers | None = None,
+    *,
+    client: httpx.Client | None = None,
 ) -> None:
     """POST ``document`` as JSON to the endpoint; raise the policy's error kinds on failure.
 
     Through the endpoint host's circuit (``http:<host>``) when ``breakers`` is given: while the
     endpoint is unreachable, deliveries fail at once (``CircuitOpen``) instead of each waiting
-    for its connect timeout.
+    for its connect timeout. ``client`` keeps one connection for several POSTs.
     """
     if settings.endpoint is None:
         raise FatalTaskError("no ops trace endpoint configured")
     post = functools.partial(
-        httpx.post,
+        client.post if client is not None else httpx.post,
         settings.endpoint,
         json=document,
         headers={"Idempotency-Key": str(document["id"])},
