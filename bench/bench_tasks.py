@@ -141,51 +141,27 @@ def _run(rounds: int, runtime: Runtime) -> list[Row]:
     # when it enqueues: Dify commits, then calls ``.delay()``). relay adds its outbox row to that
     # transaction and publishes after the commit; plain Celery commits, then publishes. The bare
     # ``apply_async`` rate (no transaction at all) is reported beside it.
-    def outbox_one() -> float:
+    def enqueue_rate(per_transaction: int, *, relay: bool) -> float:
         tag = uuid.uuid4().hex[:8]
         started = time.perf_counter()
-        for i in range(ENQUEUE_TASKS):
+        for b in range(ENQUEUE_TASKS // per_transaction):
+            keys = [f"{tag}-{b}-{i}" for i in range(per_transaction)]
             with runtime.db.transaction() as session:
-                session.execute(text(INSERT_ROW), {"id": f"o{tag}-{i}", "label": "enqueue"})
-                runtime.outbox.enqueue(
-                    session, NOOP.name, args=[i], idempotency_key=f"o{tag}-{i}", queue=QUEUE
-                )
+                session.execute(text(INSERT_ROW), {"id": f"{tag}-{b}", "label": "enqueue"})
+                if relay and per_transaction == 1:
+                    runtime.outbox.enqueue(
+                        session, NOOP.name, args=[0], idempotency_key=keys[0], queue=QUEUE
+                    )
+                elif relay:
+                    runtime.outbox.enqueue_many(
+                        session,
+                        (Enqueue(NOOP.name, args=[i], idempotency_key=k, queue=QUEUE)
+                         for i, k in enumerate(keys)),
+                    )  # fmt: skip
+            if not relay:
+                for i in range(per_transaction):
+                    plain.send_task("plain.noop", args=[i], queue=PLAIN_QUEUE)
         runtime.outbox.flush()  # the "sent" marks are part of the work
-        return ENQUEUE_TASKS / (time.perf_counter() - started)
-
-    def outbox_batch() -> float:
-        tag = uuid.uuid4().hex[:8]
-        started = time.perf_counter()
-        for b in range(ENQUEUE_TASKS // BATCH):
-            with runtime.db.transaction() as session:
-                session.execute(text(INSERT_ROW), {"id": f"b{tag}-{b}", "label": "enqueue"})
-                runtime.outbox.enqueue_many(
-                    session,
-                    (
-                        Enqueue(NOOP.name, args=[i], idempotency_key=f"b{tag}-{b}-{i}", queue=QUEUE)
-                        for i in range(BATCH)
-                    ),
-                )
-        runtime.outbox.flush()
-        return ENQUEUE_TASKS / (time.perf_counter() - started)
-
-    def plain_commit_then_send() -> float:
-        tag = uuid.uuid4().hex[:8]
-        started = time.perf_counter()
-        for i in range(ENQUEUE_TASKS):
-            with runtime.db.transaction() as session:
-                session.execute(text(INSERT_ROW), {"id": f"p{tag}-{i}", "label": "enqueue"})
-            plain.send_task("plain.noop", args=[i], queue=PLAIN_QUEUE)
-        return ENQUEUE_TASKS / (time.perf_counter() - started)
-
-    def plain_commit_then_send_batch() -> float:
-        tag = uuid.uuid4().hex[:8]
-        started = time.perf_counter()
-        for b in range(ENQUEUE_TASKS // BATCH):
-            with runtime.db.transaction() as session:
-                session.execute(text(INSERT_ROW), {"id": f"q{tag}-{b}", "label": "enqueue"})
-            for i in range(BATCH):
-                plain.send_task("plain.noop", args=[i], queue=PLAIN_QUEUE)
         return ENQUEUE_TASKS / (time.perf_counter() - started)
 
     def plain_bare() -> float:
@@ -197,10 +173,10 @@ def _run(rounds: int, runtime: Runtime) -> list[Row]:
     enqueue = _alternate(
         rounds,
         {
-            "outbox": outbox_one,
-            "plain": plain_commit_then_send,
-            "batch": outbox_batch,
-            "plain batch": plain_commit_then_send_batch,
+            "outbox": lambda: enqueue_rate(1, relay=True),
+            "plain": lambda: enqueue_rate(1, relay=False),
+            "batch": lambda: enqueue_rate(BATCH, relay=True),
+            "plain batch": lambda: enqueue_rate(BATCH, relay=False),
             "bare": plain_bare,
         },
     )

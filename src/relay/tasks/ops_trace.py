@@ -233,13 +233,15 @@ def _finish(db: Database, trace_id: str, *, error: str | None) -> None:
             row.last_error = error[:MAX_ERROR_CHARS]
 
 
-def count_failure(client: redis.Redis, app_id: str, now: datetime | None = None) -> None:
-    """Count one failed delivery for ``app_id`` today (UTC); a Redis outage only logs."""
+def count_failure(
+    client: redis.Redis, app_id: str, now: datetime | None = None, *, count: int = 1
+) -> None:
+    """Count ``count`` failed deliveries for ``app_id`` today (UTC); a Redis outage only logs."""
     key = FAILURES_KEY.format(app_id=app_id)
     day = (now or utcnow()).strftime("%Y-%m-%d")
     try:
         pipe = client.pipeline(transaction=True)
-        pipe.hincrby(key, day, 1)
+        pipe.hincrby(key, day, count)
         pipe.expire(key, FAILURE_RETENTION_SECONDS)
         pipe.execute()
     except redis.RedisError:

@@ -93,8 +93,7 @@ def deliver_traces(
     finish_traces(db, delivered, failed)
     result["delivered"] += len(delivered)
     if failed:
-        for _ in failed:
-            count_failure(self.runtime.redis, app_id)
+        count_failure(self.runtime.redis, app_id, count=len(failed))
         log.warning(
             "ops trace batch delivery failed",
             extra={
