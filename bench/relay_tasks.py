@@ -34,5 +34,6 @@ def row(self: RelayTask, label: str = "row") -> bool:
     with self.effect() as session:
         if session is None:
             return False
-        session.execute(text(INSERT_ROW), {"id": self.request.id, "label": label})
+        # The same Core statement as plain Celery's task, on the effect's connection.
+        session.connection().execute(text(INSERT_ROW), {"id": self.request.id, "label": label})
         return True
