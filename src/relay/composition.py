@@ -12,6 +12,7 @@ metrics collector (``_metrics``), or a new typed field on ``Runtime`` built here
 from __future__ import annotations
 
 import atexit
+import logging
 import weakref
 from collections.abc import Callable
 
@@ -331,4 +332,8 @@ def _spooled(streams: RunStreams, spool: Spool, breakers: Breakers) -> RunStream
 def _close_at_exit(ref: weakref.ReferenceType[Runtime]) -> None:
     runtime = ref()
     if runtime is not None:
+        # At exit a log handler's stream may be closed already (a test runner's capture): a
+        # message that cannot be written is dropped, instead of printing a "Logging error"
+        # report with its traceback for each one.
+        logging.raiseExceptions = False
         runtime.background.stop_all(timeout=1.0)
