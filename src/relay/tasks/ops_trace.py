@@ -151,15 +151,19 @@ def _store(
             raise FatalTaskError(f"trace {trace_id} belongs to another tenant")
         if row.status != OpsTraceStatus.DELIVERED and settings.endpoint is not None:
             row.attempts += 1
-        document = {
-            "id": row.id,
-            "tenant_id": row.tenant_id,
-            "app_id": row.app_id,
-            "trace_type": row.trace_type,
-            "payload": row.payload,
-            "created_at": row.created_at.isoformat(),
-        }
-        return _Stored(status=row.status, document=document)
+        return _Stored(status=row.status, document=trace_document(row))
+
+
+def trace_document(row: Any) -> dict[str, Any]:
+    """The JSON document POSTed for a stored trace (an ``OpsTrace`` or a row of its columns)."""
+    return {
+        "id": row.id,
+        "tenant_id": row.tenant_id,
+        "app_id": row.app_id,
+        "trace_type": row.trace_type,
+        "payload": row.payload,
+        "created_at": row.created_at.isoformat(),
+    }
 
 
 def post_trace(

@@ -41,6 +41,7 @@ from relay.tasks.ops_trace import (
     MAX_ERROR_CHARS,
     count_failure,
     post_trace,
+    trace_document,
     trace_id_for,
     validate_trace,
 )
@@ -184,15 +185,7 @@ def store_traces(
         if missing:
             raise FatalTaskError(f"trace {missing[0]} belongs to another tenant")
         return [
-            {
-                "id": row.id,
-                "tenant_id": row.tenant_id,
-                "app_id": row.app_id,
-                "trace_type": row.trace_type,
-                "payload": row.payload,
-                "created_at": row.created_at.isoformat(),
-                "status": row.status,
-            }
+            {**trace_document(row), "status": row.status}
             for row in (rows[trace_id] for trace_id in ids)
         ]
 
