@@ -51,7 +51,7 @@ _RETRYABLE_STATUS = frozenset({408, 429})
 
 
 @dataclass(frozen=True)
-class _Stored:
+class StoredTrace:
     """What the delivery needs from the stored row."""
 
     status: str
@@ -122,7 +122,7 @@ def _store(
     trace_type: str,
     payload: dict[str, Any],
     settings: OpsTraceSettings,
-) -> _Stored:
+) -> StoredTrace:
     """Insert the row (first delivery) or find it (redelivery, retry); count the attempt."""
     with db.transaction() as session:
         row = session.get(OpsTrace, trace_id)
@@ -151,7 +151,7 @@ def _store(
             raise FatalTaskError(f"trace {trace_id} belongs to another tenant")
         if row.status != OpsTraceStatus.DELIVERED and settings.endpoint is not None:
             row.attempts += 1
-        return _Stored(status=row.status, document=trace_document(row))
+        return StoredTrace(status=row.status, document=trace_document(row))
 
 
 def trace_document(row: Any) -> dict[str, Any]:

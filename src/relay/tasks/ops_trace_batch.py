@@ -39,6 +39,7 @@ from relay.retry import FatalTaskError, RetryableTaskError
 from relay.tasks.base import RelayTask, relay_task
 from relay.tasks.ops_trace import (
     MAX_ERROR_CHARS,
+    StoredTrace,
     count_failure,
     post_trace,
     trace_document,
@@ -63,8 +64,8 @@ def deliver_traces(
     db = self.runtime.db
     basis = self.effect_key() or self.request.id
     ids = [trace_id_for(f"{basis}:{index}", None) for index in range(len(items))]
-    documents = store_traces(db, tenant_id, app_id, items, ids)
-    undelivered = [doc for doc in documents if doc["status"] != OpsTraceStatus.DELIVERED]
+    stored = store_traces(db, tenant_id, app_id, items, ids)
+    undelivered = [t.document for t in stored if t.status != OpsTraceStatus.DELIVERED]
     result: dict[str, Any] = {
         "trace_ids": ids,
         "stored": len(ids),
@@ -77,20 +78,19 @@ def deliver_traces(
     stop: Exception | None = None
     fatal: FatalTaskError | None = None
     with httpx.Client() as client:
-        for doc in undelivered:
-            document = {key: value for key, value in doc.items() if key != "status"}
+        for document in undelivered:
             try:
                 post_trace(settings, document, self.runtime.breakers, client=client)
             except FatalTaskError as exc:
-                failed[doc["id"]] = str(exc)
+                failed[document["id"]] = str(exc)
                 fatal = fatal or exc
                 continue
             except (RetryableTaskError, CircuitOpen) as exc:
                 # The endpoint is away: the rest would fail the same way, after their timeouts.
-                failed[doc["id"]] = str(exc)
+                failed[document["id"]] = str(exc)
                 stop = exc
                 break
-            delivered.append(doc["id"])
+            delivered.append(document["id"])
     finish_traces(db, delivered, failed)
     result["delivered"] += len(delivered)
     if failed:
@@ -138,9 +138,9 @@ def store_traces(
     app_id: str,
     items: Sequence[tuple[str, dict[str, Any]]],
     ids: Sequence[str],
-) -> list[dict[str, Any]]:
+) -> list[StoredTrace]:
     """Insert the rows not there yet (first delivery) in one transaction; returns each trace's
-    document (plus its ``status``), in order.
+    status and document, in order.
 
     A concurrent delivery of the same message may insert the same rows: the insert skips rows
     that exist. A row id that belongs to another tenant is refused.
@@ -185,7 +185,7 @@ def store_traces(
         if missing:
             raise FatalTaskError(f"trace {missing[0]} belongs to another tenant")
         return [
-            {**trace_document(row), "status": row.status}
+            StoredTrace(status=row.status, document=trace_document(row))
             for row in (rows[trace_id] for trace_id in ids)
         ]
 
